@@ -1,0 +1,3 @@
+from mirai_cli.cli.app import main
+
+main()

@@ -1,0 +1,32 @@
+"""The `mirai` command: one Typer app, one module per subcommand. No ML code here."""
+
+from __future__ import annotations
+
+import typer
+
+from mirai_cli import __version__
+from mirai_cli.cli import presets
+
+app = typer.Typer(
+    name="mirai",
+    help="Train class-conditional autoregressive image generators with Mirai foresight.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(presets.app, name="presets")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mirai {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version")) -> None:
+    """mirai: tokenize, train, sample, eval, ablate."""
+
+
+def main() -> None:
+    app()

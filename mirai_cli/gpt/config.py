@@ -1,0 +1,101 @@
+"""The shape and regularisation of a LlamaGen-style class-conditional GPT, as a plain dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from mirai_cli.errors import MiraiError
+
+# name: (layers, dim, heads) — LlamaGen's class-conditional sizes (SPEC.md section 3). Head dim is 64 in all.
+NAMED_SIZES: dict[str, tuple[int, int, int]] = {
+    "GPT-B": (12, 768, 12),
+    "GPT-L": (24, 1024, 16),
+    "GPT-XL": (36, 1280, 20),
+    "GPT-XXL": (48, 1536, 24),
+}
+
+CLASS_ROPE_MODES = ("zero", "identity")
+
+
+def round_up(n: int, k: int) -> int:
+    return n if n % k == 0 else n + k - n % k
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    num_classes: int
+    layers: int
+    dim: int
+    heads: int
+    grid: tuple[int, int] = (16, 16)
+    class_dropout: float = 0.1
+    token_dropout: float = 0.1
+    resid_dropout: float = 0.1
+    ffn_dropout: float = 0.1
+    attn_dropout: float = 0.0
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    multiple_of: int = 256
+    ffn_dim_multiplier: Optional[float] = None
+    init_std: float = 0.02
+    # What the rotary table holds at the class position. LlamaGen stores cos = sin = 0 there, which zeroes the
+    # class position's query and key (not "no rotation"); "zero" reproduces LlamaGen's logits exactly,
+    # "identity" (cos = 1, sin = 0) leaves that position unrotated.
+    class_rope: str = "zero"
+    name: str = field(default="custom")
+
+    def __post_init__(self) -> None:
+        self.grid = (int(self.grid[0]), int(self.grid[1]))
+        problems = []
+        if self.dim % self.heads:
+            problems.append(f"dim {self.dim} is not divisible by heads {self.heads}")
+        elif self.head_dim % 4:
+            problems.append(f"head dim {self.head_dim} must be a multiple of 4 (2D rotary embedding)")
+        if min(self.vocab_size, self.num_classes, self.layers, self.grid[0], self.grid[1]) < 1:
+            problems.append("vocab_size, num_classes, layers and grid must all be >= 1")
+        if self.class_rope not in CLASS_ROPE_MODES:
+            problems.append(f"class_rope must be one of {CLASS_ROPE_MODES}, not {self.class_rope!r}")
+        if problems:
+            raise MiraiError("invalid GPT config: " + "; ".join(problems))
+
+    @classmethod
+    def named(cls, name: str, **kwargs: Any) -> "GPTConfig":
+        """A LlamaGen size by name (GPT-B/L/XL/XXL); vocab_size, num_classes, grid etc. come from kwargs."""
+        if name not in NAMED_SIZES:
+            raise MiraiError(f"unknown GPT size {name!r}; choose one of {', '.join(NAMED_SIZES)}")
+        layers, dim, heads = NAMED_SIZES[name]
+        return cls(layers=layers, dim=dim, heads=heads, name=name, **kwargs)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def seq_len(self) -> int:
+        """N = h * w: the number of image tokens, which is also the training sequence length."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def ffn_hidden(self) -> int:
+        # LlamaGen/llama: int(2/3 * 4d), optionally scaled, then rounded up to a multiple of multiple_of.
+        hidden = int(2 * (4 * self.dim) / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return round_up(hidden, self.multiple_of)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe data (what checkpoints store as `gpt_config`)."""
+        out = dataclasses.asdict(self)
+        out["grid"] = list(self.grid)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MiraiError(f"gpt_config has unknown fields {unknown}; was it written by a newer mirai?")
+        return cls(**data)

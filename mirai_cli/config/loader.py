@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,14 +27,11 @@ MAX_EXTENDS_DEPTH = 16
 
 
 def shipped_presets_dir() -> Path:
-    """The presets that ship inside the package (also for a non-editable install)."""
-    try:
-        folder = Path(str(resources.files("mirai_cli.presets")))
-        if folder.is_dir() and any(folder.glob("*.toml")):
-            return folder
-    except (ModuleNotFoundError, TypeError):
-        pass
-    # A source checkout run without installing: presets/ sits next to mirai_cli/.
+    """The presets that ship inside the package (a non-editable install has mirai_cli/presets/); in a source
+    checkout or an editable install they are the repository's top-level presets/."""
+    installed = Path(__file__).resolve().parents[1] / "presets"
+    if installed.is_dir() and any(installed.glob(f"*{PRESET_SUFFIX}")):
+        return installed
     return Path(__file__).resolve().parents[2] / "presets"
 
 

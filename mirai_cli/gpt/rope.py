@@ -17,13 +17,14 @@ def rope_table(
     """cos and sin per position and pair: float32 [1 + h*w, head_dim // 2, 2] (last axis: cos, sin)."""
     h, w = grid
     quarter = head_dim // 4
-    freqs = base ** (-torch.arange(quarter, dtype=torch.float64) * 4.0 / head_dim)  # [quarter]
-    cells = torch.arange(h * w)
+    # Built on the CPU explicitly, so a model constructed under torch.device("meta") still gets real values.
+    freqs = base ** (-torch.arange(quarter, dtype=torch.float64, device="cpu") * 4.0 / head_dim)
+    cells = torch.arange(h * w, device="cpu")
     rows = (cells // w).to(torch.float64)
     cols = (cells % w).to(torch.float64)
     angles = torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=1)  # [h*w, head_dim // 2]
     cells_table = torch.stack([angles.cos(), angles.sin()], dim=-1)
-    cls_row = torch.zeros(1, head_dim // 2, 2, dtype=torch.float64)
+    cls_row = torch.zeros(1, head_dim // 2, 2, dtype=torch.float64, device="cpu")
     if class_mode == "identity":
         cls_row[..., 0] = 1.0
     return torch.cat([cls_row, cells_table]).float()

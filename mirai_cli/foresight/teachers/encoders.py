@@ -216,12 +216,15 @@ def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
     size = _input_size(spec.stride, grid, resolution)
     if size[0] % spec.stride or size[1] % spec.stride:
         raise MiraiError(f"{spec.name}: encoder resolution {size[0]} is not a multiple of its {spec.stride} px patch")
-    # dynamic_img_size: the same model serves any input size (position embeddings interpolated).
-    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=True)
-    source = "random init"
+    # Find the weights before building anything, so a missing file fails at once.
+    path = None
     if pretrained:
         path = weights or resolve_hub_file(spec.hub_repo, ("model.safetensors", "pytorch_model.bin"),
                                            spec.name, spec.weights_hint)
+    # dynamic_img_size: the same model serves any input size (position embeddings interpolated).
+    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, img_size=size, dynamic_img_size=True)
+    source = "random init"
+    if path is not None:
         from timm.models.vision_transformer import checkpoint_filter_fn
 
         # Converts Meta's original checkpoint names and resamples the 518 px position embeddings to `size`.
@@ -241,10 +244,10 @@ def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
 def _build_effnet(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
     timm = _import_timm()
     size = _input_size(spec.stride, grid, resolution)
+    path = (weights or package_weights(spec.package[0], spec.package[1], spec.name)) if pretrained else None
     model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
     source = "random init"
-    if pretrained:
-        path = weights or package_weights(spec.package[0], spec.package[1], spec.name)
+    if path is not None:
         state = read_state_dict(path, spec.name)
         state = {k: v for k, v in lukemelas_to_timm_efficientnet(state, model).items() if not k.startswith("classifier.")}
         load_into(model, state, spec.name, str(path))

@@ -1,0 +1,202 @@
+"""`mirai eval`: FID / IS / KID / precision-recall of generated samples against a reference, and
+`mirai eval stats` to store a reference's statistics once.
+
+    mirai eval --fid samples/ --ref VIRTUAL_imagenet256_labeled.npz --isc --prc --out metrics.json
+    mirai eval stats fashion-mnist --out fmnist-stats.npz
+
+The first form has no subcommand name (it is `mirai eval run`, the default)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, List, Optional
+
+import click
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from typer.core import TyperGroup
+
+from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, err_console, handle_errors
+from mirai_cli.errors import MiraiError
+
+
+class _DefaultRunGroup(TyperGroup):
+    """`mirai eval ARGS` means `mirai eval run ARGS` unless ARGS starts with a subcommand name (or --help)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultRunGroup,
+    help="Evaluate samples: FID, IS, KID, precision/recall (torch-fidelity). "
+         "Usage: mirai eval --fid SAMPLES --ref REF [--isc --kid --prc] [--out metrics.json]; "
+         "mirai eval stats REF --out stats.npz.",
+    no_args_is_help=True,
+)
+
+
+def _progress() -> tuple[Progress, Any]:
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(f"{label} features", total=total)
+        bar.update(tasks[label], completed=done)
+
+    return bar, update
+
+
+def _settings(presets: Optional[List[str]], overrides: Optional[List[str]], given: dict[str, Any]) -> tuple[Any, Optional[str]]:
+    """EvalSettings from the preset's eval section (only when --preset/--set is given), then explicit options."""
+    from mirai_cli.evaluation import EvalSettings
+
+    base: dict[str, Any] = {}
+    reference = None
+    if presets or overrides:
+        cfg = config_from_options(presets, overrides)
+        ev = cfg.eval
+        base = {"metrics": tuple(ev.metrics), "extractor": ev.extractor, "inception_weights": ev.inception_weights,
+                "kid_subset_size": ev.kid_subset_size, "isc_splits": ev.isc_splits,
+                "prc_neighborhood": ev.prc_neighborhood, "batch_size": ev.batch_size}
+        for name in ("kid_subsets", "resize", "ref_limit", "seed", "device", "num_workers", "cache_dir"):
+            if hasattr(ev, name):  # fields the eval section may grow
+                base[name] = getattr(ev, name)
+        reference = ev.reference or cfg.data.source  # a built-in data set means its train split
+    fields = {f.name for f in dataclasses.fields(EvalSettings)}
+    base.update({k: v for k, v in given.items() if v is not None and k in fields})
+    return EvalSettings(**base), reference
+
+
+def _metric_table(result: Any) -> Table:
+    from mirai_cli.evaluation.result import fmt_value
+
+    ext = result.extractor
+    table = Table(title=f"mirai eval · {ext['name']}", title_justify="left")
+    table.add_column("metric", style="bold cyan")
+    table.add_column("value", justify="right")
+    for name, value in result.named().items():
+        table.add_row(name, fmt_value(value))
+    for metric, why in result.failed.items():
+        table.add_row(metric, f"[red]failed: {why}[/]")
+    return table
+
+
+def _summary(result: Any) -> str:
+    s, r = result.samples, result.reference
+    size = f"{s['image_size'][1]}x{s['image_size'][0]}"
+    fid = f", FID statistics {r['fid_statistics']}" if r.get("fid_statistics") else ""
+    return f"{s['count']} samples ({size}) vs {r['count']} reference images ({r['kind']} {str(r['id'])[:12]}{fid})"
+
+
+def _default_out(samples: Path) -> Path:
+    samples = Path(samples)
+    return samples.parent / f"{samples.stem or 'samples'}.metrics.json"
+
+
+@app.command("run")
+@handle_errors
+def run(
+    samples: Path = typer.Argument(..., help="generated images: a folder (png/jpg, searched recursively) or an .npz with arr_0"),
+    ref: Optional[str] = typer.Option(None, "--ref", "-r", help="reference: folder, .npz, ADM batch (uses its mu/sigma), "
+                                      "fashion-mnist, or a `mirai eval stats` file"),
+    fid: bool = typer.Option(False, "--fid", help="Frechet distance (default when no metric is named)"),
+    isc: bool = typer.Option(False, "--isc", help="Inception Score"),
+    kid: bool = typer.Option(False, "--kid", help="Kernel Inception Distance"),
+    prc: bool = typer.Option(False, "--prc", help="precision / recall (same extractor as FID, like ADM)"),
+    extractor: Optional[str] = typer.Option(None, "--extractor", "-e", help="inception-v3-compat (default), "
+                                            "efficientnet-lite0/1/2 (offline; not comparable with published FID)"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="local "
+                                                     "weights-inception-2015-12-05-6726825d.pth (else $MIRAI_INCEPTION_WEIGHTS)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="metrics JSON (default: <samples>.metrics.json beside the samples)"),
+    resize: Optional[int] = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop); off by default"),
+    ref_limit: Optional[int] = typer.Option(None, "--ref-limit", help="use a random subset of N reference images"),
+    kid_subset_size: Optional[int] = typer.Option(None, "--kid-subset-size", help="KID subset size (default 1000)"),
+    kid_subsets: Optional[int] = typer.Option(None, "--kid-subsets", help="KID subsets (default 100)"),
+    isc_splits: Optional[int] = typer.Option(None, "--isc-splits", help="IS splits (default 10)"),
+    prc_neighborhood: Optional[int] = typer.Option(None, "--prc-neighborhood", help="precision/recall k (default 3)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="images per extractor batch (default 64)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="reference feature cache (default ~/.cache/mirai/eval)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the reference cache"),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    presets: Optional[List[str]] = PresetOption,
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Compute metrics of SAMPLES against --ref; prints a table and writes JSON. Exit 0 only when every asked
+    metric was computed."""
+    from mirai_cli.evaluation import evaluate, open_images, open_reference
+
+    asked = tuple(m for m, on in (("fid", fid), ("isc", isc), ("kid", kid), ("prc", prc)) if on) or None
+    settings, preset_ref = _settings(presets, overrides, {
+        "metrics": asked, "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
+        "resize": resize, "ref_limit": ref_limit, "kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets,
+        "isc_splits": isc_splits, "prc_neighborhood": prc_neighborhood, "batch_size": batch_size, "device": device,
+        "num_workers": workers, "seed": seed, "cache_dir": str(cache_dir) if cache_dir else None,
+        "use_cache": False if no_cache else None, "allow_download": False if offline else None})
+    reference = ref or preset_ref
+    if not reference:
+        raise MiraiError("no reference: pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file)")
+    settings = settings.validated()
+    sample_set = open_images(samples, resize=settings.resize)
+    reference_obj = open_reference(reference, resize=settings.resize, limit=settings.ref_limit, seed=settings.seed)
+    err_console.print(f"[bold]eval[/] {', '.join(settings.metrics)} with {settings.extractor}: "
+                      f"{sample_set.describe()} vs {reference_obj.describe()}", highlight=False)
+    bar, update = _progress()
+    with bar:
+        result = evaluate(sample_set, reference_obj, settings, progress=update)
+    console.print(_metric_table(result))
+    console.print(_summary(result), highlight=False)
+    if not result.comparable:
+        err_console.print(f"[yellow]note:[/] numbers from {result.extractor['name']} are not comparable with "
+                          "published FID/IS/KID (those use inception-v3-compat)", highlight=False)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    path = result.write_json(out or _default_out(samples))
+    console.print(f"metrics written to {path}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("stats")
+@handle_errors
+def stats(
+    reference: str = typer.Argument(..., help="reference images: folder, .npz, ADM batch, or fashion-mnist[:test]"),
+    out: Path = typer.Option(..., "--out", "-o", help="statistics file to write (.npz)"),
+    features: bool = typer.Option(False, "--features", help="also store features, so KID and precision/recall can use the file"),
+    extractor: Optional[str] = typer.Option(None, "--extractor", "-e", help="feature extractor (default inception-v3-compat)"),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="local Inception weights file"),
+    resize: Optional[int] = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop)"),
+    ref_limit: Optional[int] = typer.Option(None, "--ref-limit", help="use a random subset of N images"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="images per extractor batch"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="image decoding processes"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed of --ref-limit"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="feature cache folder"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
+    offline: bool = typer.Option(False, "--offline", help="never download weights"),
+    presets: Optional[List[str]] = PresetOption,
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Compute a reference's FID statistics once (mu/sigma; --features adds what KID/PRC need)."""
+    from mirai_cli.evaluation import compute_reference_stats
+
+    settings, _ = _settings(presets, overrides, {
+        "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
+        "resize": resize, "ref_limit": ref_limit, "batch_size": batch_size, "device": device, "num_workers": workers,
+        "seed": seed, "cache_dir": str(cache_dir) if cache_dir else None, "use_cache": False if no_cache else None,
+        "allow_download": False if offline else None})
+    bar, update = _progress()
+    with bar:
+        meta = compute_reference_stats(reference, out, settings, with_features=features, progress=update)
+    h, w = meta["image_size"]
+    console.print(f"statistics of {meta['count']} images ({w}x{h}, {meta['extractor']} layer {meta['layer']}"
+                  f"{', with features' if meta['feature_layers'] else ''}) written to {out}", highlight=False)

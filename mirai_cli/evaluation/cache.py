@@ -1,0 +1,93 @@
+"""Reference features and FID statistics cached by content hash.
+
+One entry per (reference content, extractor, extractor weights): `<root>/features/<key>/` holds one
+`<layer>.npy` per feature layer (memory-mapped on load) and `<layer>.fid.npz` with mu/sigma, so a second
+evaluation against the same reference reads a few MB instead of running the extractor."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from mirai_cli.evaluation.fileio import HashMemo, save_npy, save_npz, sha256_bytes, write_json
+from mirai_cli.evaluation.statsfile import FidStats
+
+CACHE_ENV = "MIRAI_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """$MIRAI_CACHE/eval, else $XDG_CACHE_HOME/mirai/eval, else ~/.cache/mirai/eval."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.path.expanduser(os.environ[CACHE_ENV])) / "eval"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mirai" / "eval"
+
+
+class FeatureCache:
+    """`root=None` disables caching (nothing is read or written)."""
+
+    def __init__(self, root: Optional[str | Path]) -> None:
+        self.root = Path(root) if root is not None else None
+        self.memo = HashMemo(self.root / "file_hashes.json" if self.root is not None else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+    @staticmethod
+    def key(content_id: str, extractor: str, weights_sha256: str) -> str:
+        return sha256_bytes(f"{content_id}|{extractor}|{weights_sha256}".encode())[:32]
+
+    def _dir(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / "features" / key
+
+    def load_features(self, key: str, layer: str) -> Optional[np.ndarray]:
+        if self.root is None:
+            return None
+        path = self._dir(key) / f"{layer}.npy"
+        try:
+            return np.load(path, mmap_mode="r") if path.is_file() else None
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed
+
+    def load_stats(self, key: str, layer: str) -> Optional[FidStats]:
+        if self.root is None:
+            return None
+        path = self._dir(key) / f"{layer}.fid.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return FidStats(z["mu"], z["sigma"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save_features(self, key: str, layer: str, features: np.ndarray, meta: dict[str, Any]) -> None:
+        if self.root is None:
+            return
+        save_npy(self._dir(key) / f"{layer}.npy", np.asarray(features, dtype=np.float32))
+        self._write_meta(key, meta)
+
+    def save_stats(self, key: str, layer: str, stats: FidStats, meta: dict[str, Any]) -> None:
+        if self.root is None:
+            return
+        save_npz(self._dir(key) / f"{layer}.fid.npz", mu=stats.mu, sigma=stats.sigma)
+        self._write_meta(key, meta)
+
+    def _write_meta(self, key: str, meta: dict[str, Any]) -> None:
+        path = self._dir(key) / "meta.json"
+        if not path.is_file():
+            write_json(path, meta)
+
+    def read_meta(self, key: str) -> dict[str, Any]:
+        if self.root is None:
+            return {}
+        try:
+            return json.loads((self._dir(key) / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}

@@ -1,0 +1,68 @@
+"""Plain settings of one evaluation (the preset's `eval` section maps onto these fields)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from mirai_cli.errors import MiraiError
+from mirai_cli.evaluation.cache import default_cache_dir
+from mirai_cli.evaluation.extractors import METRICS, get_extractor
+
+
+@dataclass
+class EvalSettings:
+    metrics: tuple[str, ...] = ("fid",)  # any of fid, isc, kid, prc
+    extractor: str = "inception-v3-compat"
+    inception_weights: Optional[str] = None  # local file; else $MIRAI_INCEPTION_WEIGHTS, hub cache, download
+    allow_download: bool = True
+    batch_size: int = 64
+    device: Optional[str] = None  # None: cuda when available, else cpu
+    num_workers: Optional[int] = None  # image decoding processes; None: 0 on CPU, up to 8 on CUDA
+    isc_splits: int = 10
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prc_neighborhood: int = 3
+    resize: Optional[int] = None  # resize every image (samples and reference) to SxS, ADM centre crop
+    ref_limit: Optional[int] = None  # use a random subset of this many reference images
+    seed: int = 2020  # torch-fidelity's rng_seed (KID subsets, IS shuffle) and the reference subset
+    cache_dir: Optional[str] = None  # None: default_cache_dir()
+    use_cache: bool = True
+    extra: dict = field(default_factory=dict)  # reserved for forward-compatible preset fields
+
+    def validated(self) -> "EvalSettings":
+        metrics = tuple(dict.fromkeys(m.lower() for m in self.metrics))
+        unknown = [m for m in metrics if m not in METRICS]
+        if not metrics or unknown:
+            raise MiraiError(f"unknown metric(s) {', '.join(unknown) or '(none asked)'}: choose from {', '.join(METRICS)}")
+        get_extractor(self.extractor)
+        for name, value, low in (("batch size", self.batch_size, 1), ("IS splits", self.isc_splits, 1),
+                                 ("KID subsets", self.kid_subsets, 1), ("KID subset size", self.kid_subset_size, 2),
+                                 ("precision/recall neighbourhood", self.prc_neighborhood, 1)):
+            if value < low:
+                raise MiraiError(f"{name} must be at least {low}, got {value}")
+        if self.ref_limit is not None and self.ref_limit < 2:
+            raise MiraiError(f"reference limit must be at least 2 images, got {self.ref_limit}")
+        return replace(self, metrics=metrics)
+
+    def torch_device(self) -> torch.device:
+        if self.device is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise MiraiError(f"device {self.device} asked but CUDA is not available here; use --device cpu")
+        return dev
+
+    def workers(self, device: torch.device) -> int:
+        if self.num_workers is not None:
+            return max(0, self.num_workers)
+        return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+    def cache_root(self) -> Optional[Path]:
+        if not self.use_cache:
+            return None
+        return Path(os.path.expanduser(self.cache_dir)) if self.cache_dir else default_cache_dir()

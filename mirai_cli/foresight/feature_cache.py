@@ -1,0 +1,247 @@
+"""Mirai-I teacher features computed once per (image, crop) of a token store and kept next to it.
+
+Layout (inside the store folder):
+    teacher/<encoder>-<H>x<W>/manifest.json      encoder identity (name, input size, weights sha256, grid,
+                                                 mean/std) + the store identity it was made for
+    teacher/<encoder>-<H>x<W>/NNNNN.npy          float16 [n, crops, h*w, D] for store entries [k*S, (k+1)*S)
+    teacher/<encoder>-<H>x<W>/NNNNN.done.json    written last: shard k is finished
+The crops are regenerated exactly as `mirai tokenize` made them (same source, crop mode, image size, entry
+order), so entry (i, crop) of the cache is the teacher's view of the crop whose codes are codes[i, crop].
+An interrupted build redoes only unfinished shards. Size: entries x crops x h*w x D x 2 bytes (DINOv2-B on
+ImageNet with ten crops would be ~5 TB: use the online teacher there, foresight.cache_teacher = false).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+import torch
+
+from mirai_cli.errors import MiraiError
+from mirai_cli.foresight.teachers.encoders import FrozenEncoder
+from mirai_cli.foresight.teachers.pixels import uint8_to_unit
+
+KIND = "mirai-teacher-features"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# What ties a cache to the crops its store's codes came from.
+STORE_FIELDS = ("tokenizer_sha256", "source", "crop_mode", "image_size", "grid", "num_crops", "count")
+ENCODER_FIELDS = ("encoder", "timm_name", "grid", "input_size", "teacher_dim", "mean", "std", "weights_sha256")
+SHARD_BYTES = 256 << 20  # target shard size: bounded memory while building
+
+
+def cache_path(store_path: str | Path, encoder_name: str, input_size: tuple[int, int]) -> Path:
+    return Path(store_path) / "teacher" / f"{encoder_name}-{int(input_size[0])}x{int(input_size[1])}"
+
+
+def store_identity(store: Any) -> dict[str, Any]:
+    """The store fields that fix which crop each entry is, plus a hash of the entry -> source index map."""
+    ident = {k: store.manifest.get(k) for k in STORE_FIELDS}
+    index = np.ascontiguousarray(np.asarray(store.source_index, dtype=np.int64))
+    ident["entries_sha256"] = hashlib.sha256(index.tobytes()).hexdigest()
+    return json.loads(json.dumps(ident))  # plain JSON types, comparable with what is read back
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True) + "\n"), mode="w")
+
+
+class StorePixels:
+    """The exact crops behind a token store's entries, as pixels in [0, 1]. Opens the recorded source once."""
+
+    def __init__(self, store: Any) -> None:
+        from mirai_cli.data.crops import make_crops
+        from mirai_cli.data.sources import open_source
+
+        self.store = store
+        m = store.manifest
+        self._make_crops = make_crops
+        self.image_size, self.crop_mode = int(m["image_size"]), str(m["crop_mode"])
+        src = m["source"]
+        self.source = open_source(src["spec"], src.get("split", "train"))
+        if len(self.source) < int(src.get("count", 0)):
+            raise MiraiError(f"data source {src['spec']} now holds {len(self.source)} images but the token store "
+                             f"{store.path} was made from {src['count']}: the source changed; tokenize it again")
+
+    def entry_crops(self, i: int) -> np.ndarray:
+        """uint8 [crops, S, S, 3] of store entry i (checks the label still matches)."""
+        img, label = self.source.read(int(self.store.source_index[i]))
+        if int(label) != int(self.store.labels[i]):
+            raise MiraiError(f"entry {i} of token store {self.store.path} has label {int(self.store.labels[i])} "
+                             f"but its source image now has {label}: the source changed; tokenize it again")
+        return self._make_crops(img, self.image_size, self.crop_mode)
+
+    def get(self, indices: Iterable[int], crop_ids: Iterable[int]) -> torch.Tensor:
+        """Pixels [B, 3, S, S] in [0, 1] of entries (indices[j], crop_ids[j]) (the online Mirai-I teacher's input)."""
+        crops = [self.entry_crops(int(i))[int(c)] for i, c in zip(indices, crop_ids)]
+        return uint8_to_unit(np.stack(crops))
+
+
+def build_feature_cache(
+    store: Any,
+    encoder: FrozenEncoder,
+    *,
+    batch_size: int = 64,
+    shard_entries: Optional[int] = None,
+    autocast_dtype: Optional[torch.dtype] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Path:
+    """Compute (or finish computing) the encoder's features for every (entry, crop) of `store` (a TokenStore).
+    batch_size counts crops per encoder call. autocast_dtype: e.g. torch.bfloat16 to run the encoder in bf16.
+    progress(done_entries, total_entries) is called after each batch. Returns the cache folder."""
+    grid = tuple(int(v) for v in store.manifest["grid"])
+    if tuple(encoder.grid) != grid:
+        raise MiraiError(f"teacher encoder is set up for grid {encoder.grid} but token store {store.path} has {grid}")
+    n_entries, n_crops, hw, dim = len(store), int(store.manifest["num_crops"]), grid[0] * grid[1], encoder.teacher_dim
+    per_entry = n_crops * hw * dim * 2
+    shard_entries = int(shard_entries or max(1, SHARD_BYTES // per_entry))
+    num_shards = (n_entries + shard_entries - 1) // shard_entries
+    path = cache_path(store.path, encoder.spec.name, encoder.input_size)
+    head = {
+        "kind": KIND, "format_version": FORMAT_VERSION, "dtype": "float16",
+        "encoder": encoder.describe(), "store": store_identity(store),
+        "shape": [n_entries, n_crops, hw, dim], "shard_entries": shard_entries, "num_shards": num_shards,
+    }
+    if (path / MANIFEST).is_file():
+        old = _read_manifest(path)
+        if {k: old.get(k) for k in ("encoder", "store", "shape", "shard_entries")} != \
+                {k: head[k] for k in ("encoder", "store", "shape", "shard_entries")}:
+            raise MiraiError(f"teacher feature cache {path} was made with another encoder, weights or token store; "
+                             "delete that folder to rebuild it")
+        if old.get("status") == "complete":
+            return path
+    path.mkdir(parents=True, exist_ok=True)
+    for tmp in path.glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)  # leftovers of a killed run
+    todo = [k for k in range(num_shards) if not _shard_done(path, k)]
+    need = sum(min(shard_entries, n_entries - k * shard_entries) for k in todo) * per_entry
+    free = shutil.disk_usage(path).free
+    if need > free:
+        raise MiraiError(f"teacher feature cache needs {need / 2**30:.1f} GiB at {path} but {free / 2**30:.1f} GiB "
+                         "are free: free space, or train with the online teacher (foresight.cache_teacher = false)")
+    _write_json(path / MANIFEST, {**head, "status": "incomplete"})
+
+    pixels = StorePixels(store)
+    device = next(encoder.parameters()).device
+    amp = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
+    done_entries = n_entries - sum(min(shard_entries, n_entries - k * shard_entries) for k in todo)
+    for k in todo:
+        start, stop = k * shard_entries, min((k + 1) * shard_entries, n_entries)
+        out = np.empty((stop - start, n_crops, hw, dim), dtype=np.float16)
+        flat = out.reshape(-1, hw, dim)  # (entry, crop) rows in order
+        pending: list[np.ndarray] = []
+        row = 0
+        for i in range(start, stop):
+            pending.append(pixels.entry_crops(i))
+            if sum(len(p) for p in pending) >= batch_size or i == stop - 1:
+                batch = uint8_to_unit(np.concatenate(pending)).to(device)
+                with amp:
+                    feats = encoder(batch)
+                flat[row: row + len(batch)] = feats.float().cpu().numpy().astype(np.float16)
+                row += len(batch)
+                done_entries += len(pending)
+                pending = []
+                if progress is not None:
+                    progress(done_entries, n_entries)
+        _atomic_write(path / f"{k:05d}.npy", lambda f: np.save(f, out, allow_pickle=False))
+        _write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop})  # last
+    _write_json(path / MANIFEST, {**head, "status": "complete"})
+    return path
+
+
+def _shard_done(path: Path, k: int) -> bool:
+    return (path / f"{k:05d}.done.json").is_file() and (path / f"{k:05d}.npy").is_file()
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MiraiError(f"teacher feature cache {path} is corrupt ({exc}); delete that folder to rebuild it") from exc
+    if manifest.get("kind") != KIND or manifest.get("format_version") != FORMAT_VERSION:
+        raise MiraiError(f"{path} is not a teacher feature cache of this mirai version; delete it to rebuild it")
+    return manifest
+
+
+class FeatureCache:
+    """Read side: memory-mapped shards; get(indices, crop_ids) -> float16 tensor [B, h*w, D]."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], shards: list[np.ndarray]) -> None:
+        self.path, self.manifest, self.shards = path, manifest, shards
+        self.shard_entries = int(manifest["shard_entries"])
+        self.shape = tuple(manifest["shape"])
+
+    @property
+    def teacher_dim(self) -> int:
+        return int(self.shape[3])
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def get(self, indices: Iterable[int], crop_ids: Iterable[int]) -> torch.Tensor:
+        idx = np.asarray(list(indices), dtype=np.int64)
+        crops = np.asarray(list(crop_ids), dtype=np.int64)
+        if idx.shape != crops.shape:
+            raise ValueError("indices and crop_ids must have the same length")
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self) or crops.min() < 0 or crops.max() >= self.shape[1]):
+            raise IndexError(f"entry/crop out of range for a cache of shape {self.shape}")
+        out = np.empty((len(idx), self.shape[2], self.shape[3]), dtype=np.float16)
+        which = idx // self.shard_entries
+        for s in np.unique(which):
+            sel = which == s
+            out[sel] = self.shards[int(s)][idx[sel] - int(s) * self.shard_entries, crops[sel]]
+        return torch.from_numpy(out)
+
+
+def open_feature_cache(
+    store: Any,
+    encoder_name: str,
+    input_size: tuple[int, int],
+    *,
+    expect_encoder: Optional[dict[str, Any]] = None,
+) -> FeatureCache:
+    """Open the finished cache of `encoder_name` at `input_size` next to `store`, checking that it was made from
+    this store's crops. expect_encoder: fields of FrozenEncoder.describe() that must match (e.g. weights_sha256)."""
+    path = cache_path(store.path, encoder_name, input_size)
+    if not (path / MANIFEST).is_file():
+        raise MiraiError(f"no teacher features for {encoder_name} at {input_size[0]}x{input_size[1]} next to token "
+                         f"store {store.path}: run `mirai train --cache-teacher` first")
+    manifest = _read_manifest(path)
+    if manifest.get("status") != "complete":
+        raise MiraiError(f"teacher feature cache {path} is incomplete: rerun `mirai train --cache-teacher` to finish it")
+    if manifest["store"] != store_identity(store):
+        diff = [k for k in manifest["store"] if manifest["store"].get(k) != store_identity(store).get(k)]
+        raise MiraiError(f"teacher feature cache {path} does not match the crops of token store {store.path} "
+                         f"(differs in {', '.join(diff)}); delete it and rerun `mirai train --cache-teacher`")
+    for key, value in (expect_encoder or {}).items():
+        if key in ENCODER_FIELDS and json.loads(json.dumps(value)) != manifest["encoder"].get(key):
+            raise MiraiError(f"teacher feature cache {path} was made with {key} = {manifest['encoder'].get(key)!r}, "
+                             f"this run uses {value!r}; delete it and rerun `mirai train --cache-teacher`")
+    shards = []
+    for k in range(int(manifest["num_shards"])):
+        try:
+            arr = np.load(path / f"{k:05d}.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} cannot be read ({exc}); "
+                             "delete it and rerun `mirai train --cache-teacher`") from exc
+        if arr.dtype != np.float16 or tuple(arr.shape[1:]) != tuple(manifest["shape"][1:]):
+            raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} has {arr.shape} {arr.dtype}")
+        shards.append(arr)
+    return FeatureCache(path, manifest, shards)

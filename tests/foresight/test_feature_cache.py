@@ -1,0 +1,87 @@
+"""The teacher-feature cache next to a real (tiny) token store: exact crops, resume, identity checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mirai_cli.data.crops import make_crops
+from mirai_cli.data.store import TokenStore
+from mirai_cli.errors import MiraiError
+from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, cache_path, open_feature_cache
+from mirai_cli.foresight.teachers import build_encoder
+from mirai_cli.foresight.teachers.pixels import uint8_to_unit
+from mirai_cli.tokenizer.checkpoint import save_tokenizer
+from mirai_cli.tokenizer.config import VQConfig
+from mirai_cli.tokenizer.encode import encode_store
+from mirai_cli.tokenizer.vq_model import VQModel
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 20, 24, 3), dtype=np.uint8)  # non-square: the crop matters
+    np.savez(root / "data.npz", images=images, labels=np.array([0, 1, 2, 0, 1, 2, 0]))
+    torch.manual_seed(0)
+    cfg = VQConfig.tiny(ch=16, z_channels=16, codebook_size=64)
+    vq = VQModel(cfg).eval()
+    save_tokenizer(root / "vq.pt", vq, cfg, extra={"image_size": 16})
+    encode_store(root / "vq.pt", str(root / "data.npz"), root / "store", image_size=16, crop_mode="flip",
+                 batch_size=3, shard_size=4, precision="fp32", device="cpu", show_progress=False)
+    return root, vq, images
+
+
+def test_cache_holds_the_encoder_features_of_the_exact_crops(tiny_store):
+    root, vq, images = tiny_store
+    store = TokenStore.open(root / "store")
+    enc = build_encoder("tokenizer", store.grid, tokenizer=vq)
+    calls = []
+    path = build_feature_cache(store, enc, batch_size=5, shard_entries=3, progress=lambda d, t: calls.append((d, t)))
+    assert path == cache_path(root / "store", "tokenizer", (16, 16)) and calls[-1] == (7, 7)
+    cache = open_feature_cache(store, "tokenizer", (16, 16), expect_encoder={"weights_sha256": enc.weights_sha256})
+    assert cache.shape == (7, 2, 16, 16) and cache.teacher_dim == 16
+    for i, crop in [(0, 0), (4, 1), (6, 1)]:
+        crops = make_crops(images[store.source_index[i]], 16, "flip")
+        want = enc(uint8_to_unit(crops[crop:crop + 1]))[0]
+        got = cache.get([i], [crop])[0].float()
+        assert torch.allclose(got, want, atol=2e-3 * want.abs().max().item())
+    # the online path sees the same pixels
+    online = StorePixels(store).get([4], [1])
+    assert torch.equal(online, uint8_to_unit(make_crops(images[store.source_index[4]], 16, "flip")[1:2]))
+    batch = cache.get([6, 0, 3], [0, 1, 1])
+    assert batch.shape == (3, 16, 16) and batch.dtype == torch.float16
+
+
+def test_resume_redoes_only_missing_shards_with_the_same_bytes(tiny_store):
+    root, vq, _ = tiny_store
+    store = TokenStore.open(root / "store")
+    enc = build_encoder("tokenizer", store.grid, tokenizer=vq)
+    path = build_feature_cache(store, enc, shard_entries=3)  # complete already: returns at once
+    before = np.load(path / "00001.npy")
+    (path / "00001.done.json").unlink()  # as if killed while writing shard 1
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["status"] = "incomplete"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    seen = []
+    build_feature_cache(store, enc, shard_entries=3, progress=lambda d, t: seen.append(d))
+    assert seen[0] > 3 and seen[-1] == 7  # shards 0 and 2 were not recomputed
+    assert np.array_equal(np.load(path / "00001.npy"), before)
+
+
+def test_mismatches_are_one_clear_error(tiny_store, tmp_path):
+    root, vq, _ = tiny_store
+    store = TokenStore.open(root / "store")
+    enc = build_encoder("tokenizer", store.grid, tokenizer=vq)
+    build_feature_cache(store, enc, shard_entries=3)
+    with pytest.raises(MiraiError, match="weights_sha256"):
+        open_feature_cache(store, "tokenizer", (16, 16), expect_encoder={"weights_sha256": "0" * 64})
+    with pytest.raises(MiraiError, match="cache-teacher"):
+        open_feature_cache(store, "efficientnet-lite0", (128, 128))
+    store.manifest = dict(store.manifest, crop_mode="none")  # codes from other crops than the cache's
+    with pytest.raises(MiraiError, match="crop_mode"):
+        open_feature_cache(store, "tokenizer", (16, 16))
+    other = build_encoder("tokenizer", (2, 2), tokenizer=vq)
+    with pytest.raises(MiraiError, match="grid"):
+        build_feature_cache(TokenStore.open(root / "store"), other)

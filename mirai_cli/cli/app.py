@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mirai_cli import __version__
-from mirai_cli.cli import presets
+from mirai_cli.cli import presets, train
 
 app = typer.Typer(
     name="mirai",
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(presets.app, name="presets")
+app.command("train")(train.train_command)
 
 
 def _version(value: bool) -> None:

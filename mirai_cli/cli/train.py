@@ -1,0 +1,48 @@
+"""`mirai train`: GPT + foresight on a token store, one CPU to many GPUs (torchrun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, handle_errors
+
+
+@handle_errors
+def train_command(
+    presets: Optional[List[str]] = PresetOption,
+    overrides: Optional[List[str]] = SetOption,
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the run folder exactly where it stopped"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="output folder (default: train.run_dir)"),
+    steps: Optional[int] = typer.Option(None, "--stop-at", help="stop this call after this many total steps"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train a class-conditional GPT (with Mirai foresight if the preset asks for it)."""
+    from mirai_cli.engine.distributed import init_distributed
+    from mirai_cli.engine.run_dir import resolve_run_dir
+    from mirai_cli.engine.trainer import train
+
+    config = config_from_options(presets, overrides)
+    env = init_distributed()
+    target = run_dir or resolve_run_dir(config)
+    if env.is_main:
+        fc, m, t = config.foresight, config.model, config.train
+        method = {"none": "LlamaGen baseline", "ema": "Mirai-E (EMA teacher)", "encoder": f"Mirai-I ({fc.encoder})"}[fc.source]
+        console.print(f"[bold]mirai train[/] {config.name}: {method}")
+        console.print(f"  model {m.size} ({m.layers} layers, dim {m.dim}, {m.heads} heads), grid {config.grid}x{config.grid}, "
+                      f"vocab {config.vocab_size}, {m.num_classes} classes")
+        if fc.source != "none":
+            console.print(f"  foresight: level {fc.level}, layout {fc.layout}, k {fc.k}, block {fc.depth}, "
+                          f"lambda {fc.lambda_} ({fc.lambda_schedule}), warm-up {fc.warmup}")
+        console.print(f"  {t.duration} at global batch {t.global_batch_size} on {env.world_size} x {env.device.type}, "
+                      f"lr {t.lr}, {t.precision}; store {config.data.store} -> {target}{' (resume)' if resume else ''}")
+    result = train(config, resume=resume, run_dir=target, stop_at=steps, progress=not quiet, env=env)
+    if env.is_main:
+        status = "interrupted, checkpoint saved" if result.interrupted else "done"
+        loss = result.last_metrics.get("loss")
+        console.print(f"[green]{status}[/]: step {result.step}/{result.total_steps}"
+                      + (f", loss {loss:.4f}" if loss is not None else "") + f" -> {result.run_dir}")
+        if result.interrupted:
+            console.print(f"continue with: mirai train ... --resume --run-dir {result.run_dir}")

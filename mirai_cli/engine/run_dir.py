@@ -1,0 +1,108 @@
+"""A self-describing run folder: the resolved preset, a manifest (versions, git commit, seed), metrics and
+checkpoints. Resuming checks that the folder was made by the same preset."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mirai_cli import __version__
+from mirai_cli.config import MiraiConfig, resolved_toml
+from mirai_cli.config.loader import load_config
+from mirai_cli.errors import MiraiError
+
+PRESET_FILE = "preset.toml"
+MANIFEST_FILE = "manifest.json"
+
+# Fields that may change between a run and its resume: they do not change what is trained.
+RESUMABLE_CHANGES = {
+    ("name",), ("description",), ("train", "duration"), ("train", "log_every"), ("train", "ckpt_every"),
+    ("train", "keep_last"), ("train", "eval_every"), ("train", "run_dir"), ("train", "compile"),
+    ("train", "micro_batch_size"), ("data", "num_workers"), ("sample",), ("eval",), ("ablate",),
+}
+
+
+def resolve_run_dir(config: MiraiConfig) -> Path:
+    return Path(config.train.run_dir.format(name=config.name))
+
+
+def git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    return {
+        "mirai": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+        "numpy": numpy.__version__, "platform": platform.platform(),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _differences(old: Any, new: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out.extend(_differences(old.get(key), new.get(key), prefix + (key,)))
+        return out
+    return [] if old == new else [prefix]
+
+
+def check_same_preset(run_dir: Path, config: MiraiConfig) -> None:
+    """On --resume: the run folder's preset must equal this one, except fields that do not change training."""
+    path = run_dir / PRESET_FILE
+    if not path.is_file():
+        raise MiraiError(f"{run_dir} has no {PRESET_FILE}: it is not a mirai run folder, cannot --resume it")
+    old = load_config([str(path)]).model_dump(by_alias=True)
+    new = config.model_dump(by_alias=True)
+    # Name the difference a user recognises first (the method, the model, the data), then the rest.
+    headline = [("foresight", "source"), ("model", "size"), ("data", "source"), ("data", "store")]
+    diffs = sorted(_differences(old, new), key=lambda d: headline.index(d) if d in headline else len(headline))
+    for diff in diffs:
+        if not any(diff[: len(allowed)] == allowed for allowed in RESUMABLE_CHANGES):
+            dotted = ".".join(diff)
+            old_value, new_value = old, new
+            for part in diff:
+                old_value = old_value.get(part) if isinstance(old_value, dict) else None
+                new_value = new_value.get(part) if isinstance(new_value, dict) else None
+            raise MiraiError(
+                f"{run_dir} was trained with another preset ({dotted} = {old_value!r} there, {new_value!r} now); "
+                f"resume with the same preset, or train into a new folder with --set train.run_dir=..."
+            )
+
+
+def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_manifest: dict[str, Any]) -> None:
+    """Create (or, on resume, check) the run folder and write the resolved preset and manifest."""
+    has_checkpoints = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
+    if resume:
+        check_same_preset(run_dir, config)
+    elif has_checkpoints:
+        raise MiraiError(
+            f"{run_dir} already holds a run; continue it with --resume, or choose another folder with "
+            f"--set train.run_dir=... (nothing was overwritten)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / PRESET_FILE, resolved_toml(config))
+    manifest = {
+        "kind": "mirai-run", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(),
+        "versions": versions(), "seed": config.train.seed, "preset": config.name, **extra_manifest,
+    }
+    write_atomic(run_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))

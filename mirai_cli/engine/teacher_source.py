@@ -1,0 +1,107 @@
+"""Where a training step's foresight targets come from: the EMA teacher (Mirai-E), or a frozen encoder
+(Mirai-I) read from the feature cache next to the token store or run online on the exact crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from mirai_cli.config import MiraiConfig
+from mirai_cli.data.store import TokenStore
+from mirai_cli.errors import MiraiError
+from mirai_cli.foresight.teachers import EMATeacher, FrozenEncoder, build_encoder
+from mirai_cli.foresight.teachers.pixels import uint8_to_unit
+
+
+class TeacherSource:
+    teacher_space: str = "sequence"
+    teacher_dim: int = 0
+
+    def attach_ema(self, ema_model: nn.Module) -> None:  # only the EMA source needs it
+        pass
+
+    def features(self, codes: torch.Tensor, labels: torch.Tensor, images: np.ndarray, crops: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class EMASource(TeacherSource):
+    teacher_space = "sequence"
+
+    def __init__(self, dim: int, depth: int, level: str):
+        self.teacher_dim = dim
+        self.depth = depth
+        self.level = level
+        self.teacher: Optional[EMATeacher] = None
+
+    def attach_ema(self, ema_model: nn.Module) -> None:
+        self.teacher = EMATeacher(ema_model, self.depth, self.level)  # type: ignore[arg-type]
+
+    def features(self, codes, labels, images, crops):
+        assert self.teacher is not None, "attach_ema() first"
+        # The EMA as of the previous step: the trainer updates it only after the optimizer step.
+        return self.teacher(codes, labels)
+
+
+class OnlineEncoderSource(TeacherSource):
+    """Runs the frozen encoder on the regenerated crop pixels every step (no cache)."""
+
+    teacher_space = "cells"
+
+    def __init__(self, encoder: FrozenEncoder, store: TokenStore, device: torch.device):
+        self.encoder = encoder
+        self.store = store
+        self.device = device
+        self.teacher_dim = encoder.teacher_dim
+
+    def features(self, codes, labels, images, crops):
+        pixels = uint8_to_unit(self.store.crop_pixels(images, crops)).to(self.device)
+        return self.encoder(pixels)
+
+
+class CachedEncoderSource(TeacherSource):
+    """Reads the features computed once for every (image, crop) of the store."""
+
+    teacher_space = "cells"
+
+    def __init__(self, cache, device: torch.device):
+        self.cache = cache
+        self.device = device
+        self.teacher_dim = cache.teacher_dim
+
+    def features(self, codes, labels, images, crops):
+        return torch.from_numpy(np.asarray(self.cache.get(images, crops), dtype=np.float32)).to(self.device)
+
+
+def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.device) -> FrozenEncoder:
+    fc = config.foresight
+    tokenizer = None
+    if fc.encoder == "tokenizer":
+        from mirai_cli.tokenizer import load_tokenizer
+
+        path = store.manifest.get("tokenizer_path") or config.tokenizer.checkpoint
+        if not path or not Path(path).exists():
+            raise MiraiError(f"foresight.encoder = 'tokenizer' needs the tokenizer checkpoint ({path}); "
+                             "set tokenizer.checkpoint")
+        tokenizer, _ = load_tokenizer(path, device=device)
+    return build_encoder(
+        fc.encoder, (config.grid, config.grid), weights=fc.encoder_weights, resolution=fc.encoder_resolution,
+        tokenizer=tokenizer, device=device,
+    )
+
+
+def build_teacher_source(config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device) -> TeacherSource:
+    fc = config.foresight
+    if fc.source == "ema":
+        return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level)
+    if fc.source == "encoder":
+        if fc.cache_teacher:
+            from mirai_cli.foresight.feature_cache import open_feature_cache
+
+            cache = open_feature_cache(store, config)
+            return CachedEncoderSource(cache, device)
+        return OnlineEncoderSource(build_frozen_encoder(config, store, device), store, device)
+    raise MiraiError(f"foresight.source = {fc.source!r} has no teacher")

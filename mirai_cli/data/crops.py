@@ -1,0 +1,71 @@
+"""Preprocessing as LlamaGen's code extraction (SPEC.md section 2): ADM-style resize + centre crop, then
+ten-crop of a 1.1x crop, flip-only, or none."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mirai_cli.errors import MiraiError
+
+CROP_MODES = {"tencrop": 10, "flip": 2, "none": 1}
+CROP_NAMES = {
+    "tencrop": ["top_left", "top_right", "bottom_left", "bottom_right", "center",
+                "top_left_flip", "top_right_flip", "bottom_left_flip", "bottom_right_flip", "center_flip"],
+    "flip": ["center", "center_flip"],
+    "none": ["center"],
+}
+TENCROP_RANGE = 1.1
+
+
+def num_crops(mode: str) -> int:
+    if mode not in CROP_MODES:
+        raise MiraiError(f"unknown crop mode '{mode}': use one of {', '.join(CROP_MODES)}")
+    return CROP_MODES[mode]
+
+
+def center_crop_arr(image: np.ndarray, size: int) -> np.ndarray:
+    """ADM's centre crop: halve with a box filter while the short side is >= 2x size, bicubic-resize the short
+    side to `size` (this also upsamples small images), then cut the centre square."""
+    pil = Image.fromarray(image)
+    while min(pil.size) >= 2 * size:
+        pil = pil.resize(tuple(x // 2 for x in pil.size), resample=Image.BOX)
+    scale = size / min(pil.size)
+    pil = pil.resize(tuple(round(x * scale) for x in pil.size), resample=Image.BICUBIC)
+    arr = np.asarray(pil)
+    top = (arr.shape[0] - size) // 2
+    left = (arr.shape[1] - size) // 2
+    return arr[top: top + size, left: left + size]
+
+
+def _five_crops(arr: np.ndarray, size: int) -> list[np.ndarray]:
+    h, w = arr.shape[:2]
+    # centre offset rounded like torchvision's center_crop (Python round: half to even)
+    ct, cl = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return [arr[:size, :size], arr[:size, w - size:], arr[h - size:, :size], arr[h - size:, w - size:],
+            arr[ct: ct + size, cl: cl + size]]
+
+
+def make_crops(image: np.ndarray, image_size: int, mode: str) -> np.ndarray:
+    """uint8 H,W,3 -> uint8 [n_crops, S, S, 3] in the order of CROP_NAMES[mode]."""
+    n = num_crops(mode)
+    if mode == "tencrop":
+        big = center_crop_arr(image, int(image_size * TENCROP_RANGE))
+        crops = _five_crops(big, image_size) + _five_crops(big[:, ::-1], image_size)
+    else:
+        base = center_crop_arr(image, image_size)
+        crops = [base, base[:, ::-1]][:n]
+    return np.ascontiguousarray(np.stack(crops))
+
+
+def to_model_input(crops: np.ndarray) -> torch.Tensor:
+    """uint8 [B, S, S, 3] -> float tensor [B, 3, S, S] in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float tensor [B, 3, S, S] in [-1, 1] -> uint8 [B, S, S, 3] (clamped, rounded)."""
+    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to("cpu")
+    return x.permute(0, 2, 3, 1).to(torch.uint8).numpy()

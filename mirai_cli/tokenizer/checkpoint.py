@@ -1,0 +1,136 @@
+"""Tokenizer checkpoints: ours ({"model", "config", "extra", "format"}) and LlamaGen's ({"model": sd})."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mirai_cli.errors import MiraiError
+from mirai_cli.tokenizer.config import VQConfig
+from mirai_cli.tokenizer.vq_model import VQModel
+
+FORMAT = "mirai-vq-1"
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_tokenizer(path: str | Path, model: VQModel, cfg: VQConfig, extra: dict[str, Any] | None = None) -> Path:
+    """Write weights + config + plain `extra` data (e.g. image_size, training summary). torch.load(
+    weights_only=True)-safe; the weights sit under "model" like LlamaGen's, so its tools read ours too."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": FORMAT, "model": state, "config": cfg.to_dict(), "extra": extra or {}}, path)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MiraiError(f"tokenizer checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for damaged or foreign files
+        raise MiraiError(f"cannot read tokenizer checkpoint {path}: {type(e).__name__}: {str(e)[:200]}") from e
+    return obj
+
+
+def state_dict_of(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("model", "module", "state_dict", "ema"):
+            if isinstance(obj.get(key), dict):
+                return obj[key]
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj  # a bare state dict
+    raise MiraiError(f"{path} holds no tokenizer state dict (looked under 'model', 'module', 'state_dict')")
+
+
+def infer_config(sd: dict[str, torch.Tensor]) -> VQConfig:
+    """Read a VQConfig off the shapes of a LlamaGen-named state dict (VQ-16, VQ-8 or any custom size)."""
+    try:
+        ch = sd["encoder.conv_in.weight"].shape[0]
+        levels = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k)))
+        ch_mult = []
+        for i in range(levels):
+            ch_mult.append(sd[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch)
+
+        def count(prefix: str) -> int:
+            return 1 + max(int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k)))
+
+        n_codes, dim = sd["quantize.embedding.weight"].shape
+        usage = sd["quantize.codebook_used"].shape[0] if "quantize.codebook_used" in sd else 65536
+        z = sd["encoder.conv_out.weight"].shape[0]
+    except (KeyError, ValueError) as e:
+        raise MiraiError(f"state dict does not look like a LlamaGen VQ tokenizer (missing {e})") from e
+    widths = {ch * m for m in ch_mult} | {ch}
+    groups = 32 if all(w % 32 == 0 for w in widths) else max(g for g in (16, 8, 4, 2, 1)
+                                                            if all(w % g == 0 for w in widths))
+    return VQConfig(
+        ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=count("encoder.conv_blocks.0.res."),
+        decoder_num_res_blocks=count("decoder.conv_blocks.0.res."), z_channels=z, codebook_size=n_codes,
+        codebook_dim=dim, norm_groups=groups, usage_buffer=usage, name="inferred",
+    )
+
+
+def check_fits(sd: dict[str, torch.Tensor], model: VQModel, path: str | Path) -> None:
+    """One clear line naming the first key that does not fit (missing, unexpected or shape)."""
+    want = model.state_dict()
+    for k, v in want.items():
+        if k not in sd:
+            raise MiraiError(f"tokenizer checkpoint {path} does not fit the tokenizer config: key '{k}' "
+                             f"(shape {list(v.shape)}) is missing from the checkpoint")
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise MiraiError(f"tokenizer checkpoint {path} does not fit the tokenizer config: key '{k}' has "
+                             f"shape {list(sd[k].shape)} in the checkpoint but {list(v.shape)} in the model; "
+                             "fix the preset's tokenizer section or use the matching checkpoint")
+    for k in sd:
+        if k not in want:
+            raise MiraiError(f"tokenizer checkpoint {path} does not fit the tokenizer config: unexpected key "
+                             f"'{k}' (shape {list(sd[k].shape)})")
+
+
+def load_tokenizer(path: str | Path, cfg: VQConfig | None = None,
+                   device: str | torch.device = "cpu") -> tuple[VQModel, VQConfig]:
+    """Load our checkpoint or LlamaGen's `vq_ds16_c2i.pt` strictly; eval mode. Without `cfg`, the config comes
+    from the checkpoint (ours) or from the tensor shapes (LlamaGen's: VQ-16 for the public file)."""
+    model, cfg, _ = load_tokenizer_with_extra(path, cfg, device)
+    return model, cfg
+
+
+def load_tokenizer_with_extra(path: str | Path, cfg: VQConfig | None = None,
+                              device: str | torch.device = "cpu") -> tuple[VQModel, VQConfig, dict[str, Any]]:
+    """As load_tokenizer, plus the checkpoint's `extra` dict ({} for LlamaGen files)."""
+    obj = read_checkpoint(path)
+    sd = state_dict_of(obj, path)
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    if cfg is None:
+        if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+            cfg = VQConfig.from_dict(obj["config"])
+        else:
+            cfg = infer_config(sd)
+            if cfg == VQConfig.vq16():
+                cfg = VQConfig.vq16()
+            elif cfg == VQConfig.vq8():
+                cfg = VQConfig.vq8()
+    model = VQModel(cfg)
+    check_fits(sd, model, path)
+    model.load_state_dict(sd, strict=True)
+    extra = dict(obj.get("extra") or {}) if isinstance(obj, dict) and isinstance(obj.get("extra"), dict) else {}
+    return model.to(device).eval(), cfg, extra

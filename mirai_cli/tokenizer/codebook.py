@@ -1,0 +1,77 @@
+"""Keeping the codebook alive: k-means initialisation from encoder outputs and dead-code restarts.
+Both work on L2-normalised vectors, the space where the quantiser compares them."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mirai_cli.tokenizer.quantizer import VectorQuantizer
+
+
+@torch.no_grad()
+def spherical_kmeans(z: torch.Tensor, k: int, iters: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k unit centroids of the unit vectors z (N, D); clusters that empty out take a random point."""
+    z = F.normalize(z.float(), dim=-1)
+    n = z.shape[0]
+    pick = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(n, (k,), generator=generator)
+    c = z[pick].clone()
+    if n < k:  # too few points: spread duplicates a little
+        c = F.normalize(c + 0.01 * torch.randn(c.shape, generator=generator), dim=-1)
+    for _ in range(iters):
+        assign = (z @ c.t()).argmax(dim=1)
+        sums = torch.zeros_like(c).index_add_(0, assign, z)
+        counts = torch.bincount(assign, minlength=k)
+        empty = counts == 0
+        c = torch.where(empty[:, None], c, F.normalize(sums, dim=-1))
+        if empty.any():
+            c[empty] = z[torch.randint(n, (int(empty.sum()),), generator=generator)]
+    return c
+
+
+@torch.no_grad()
+def init_codebook(quantizer: VectorQuantizer, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
+    quantizer.embedding.weight.copy_(spherical_kmeans(z, quantizer.codebook_size, generator=generator))
+
+
+class DeadCodeRestarter:
+    """Counts code use; every `every` steps, codes unused since the last check are moved onto randomly chosen
+    recent encoder outputs (and their optimizer moments are cleared)."""
+
+    def __init__(self, quantizer: VectorQuantizer, every: int, keep: int = 8192) -> None:
+        self.q, self.every, self.keep = quantizer, every, keep
+        self.counts = torch.zeros(quantizer.codebook_size, dtype=torch.long)
+        self.recent: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def observe(self, codes: torch.Tensor, z: torch.Tensor) -> None:
+        self.counts += torch.bincount(codes.reshape(-1).cpu(), minlength=self.counts.numel())
+        flat = z.detach().reshape(-1, z.shape[-1]).float().cpu()
+        self.recent = flat if self.recent is None else torch.cat([self.recent, flat])[-self.keep:]
+
+    @torch.no_grad()
+    def maybe_restart(self, step: int, optimizer: torch.optim.Optimizer | None,
+                      generator: torch.Generator | None = None) -> int:
+        """-> number of codes restarted at this step."""
+        if self.every <= 0 or step % self.every or self.recent is None:
+            return 0
+        dead = (self.counts == 0).nonzero().flatten()
+        self.counts.zero_()
+        if len(dead) == 0:
+            return 0
+        src = self.recent[torch.randint(len(self.recent), (len(dead),), generator=generator)]
+        src = F.normalize(src + 0.01 * torch.randn(src.shape, generator=generator), dim=-1)
+        w = self.q.embedding.weight
+        w[dead.to(w.device)] = src.to(w.device, w.dtype)
+        if optimizer is not None:
+            st = optimizer.state.get(w, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    st[key][dead.to(w.device)] = 0
+        return len(dead)
+
+    def state_dict(self) -> dict:
+        return {"counts": self.counts.clone()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.counts.copy_(sd["counts"])

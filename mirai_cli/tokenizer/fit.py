@@ -1,0 +1,289 @@
+"""Training a VQ tokenizer from scratch (`mirai tokenize fit`): L2 reconstruction + codebook + commitment
+losses, optional LPIPS and PatchGAN hinge loss, AdamW, bf16 autocast, atomic checkpoints, resume, a JSONL log.
+
+Output folder:
+    tokenizer.pt            the trained tokenizer (save_tokenizer format; `extra` holds image_size and metrics)
+    checkpoints/last.pt     full training state for resume
+    fit_log.jsonl           one line per log step, plus the final evaluation
+    reconstructions.png     held-out originals (odd rows) above their reconstructions (even rows)
+    fit_summary.json        final PSNR, codebook usage, steps, time"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mirai_cli.data.crops import center_crop_arr, to_model_input
+from mirai_cli.data.images import image_grid, save_png
+from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
+from mirai_cli.data.store import atomic_write_json
+from mirai_cli.errors import MiraiError, TrainingDiverged
+from mirai_cli.tokenizer.checkpoint import atomic_torch_save, load_tokenizer, save_tokenizer
+from mirai_cli.tokenizer.codebook import DeadCodeRestarter, init_codebook
+from mirai_cli.tokenizer.config import VQConfig
+from mirai_cli.tokenizer.discriminator import PatchGANDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
+from mirai_cli.tokenizer.encode import _prefetch
+from mirai_cli.tokenizer.evaluate import evaluate_reconstruction
+from mirai_cli.tokenizer.progress import make_progress, warn
+from mirai_cli.tokenizer.runtime import autocast, resolve_device, resolve_precision
+from mirai_cli.tokenizer.vq_model import VQModel
+
+
+@dataclass
+class FitConfig:
+    source: str
+    out_dir: str
+    vq: VQConfig = field(default_factory=VQConfig.tiny)
+    image_size: int = 32
+    split: str = "train"
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    precision: str = "bf16"
+    device: str = "auto"
+    seed: int = 0
+    flip: bool = True  # random horizontal flips
+    codebook_weight: float = 1.0
+    lpips: bool = False
+    lpips_weight: float = 1.0
+    lpips_vgg_weights: str | None = None  # torchvision vgg16 state dict; None: torchvision's download/cache
+    lpips_lin_weights: str | None = None  # LPIPS vgg.pth; None: the `lpips` package's, else equal weights
+    disc: bool = False
+    disc_start: int = 20000
+    disc_weight: float = 0.5
+    disc_adaptive_weight: bool = False
+    disc_lr: float | None = None  # None: same as lr
+    kmeans_init: bool = True  # codebook <- k-means of the first batches' encoder outputs
+    kmeans_batches: int = 8
+    restart_dead_every: int = 100  # steps; 0 turns dead-code restarts off
+    restart_until: float = 0.8  # stop restarting after this fraction of the steps, so the end is stable
+    eval_images: int = 256  # held out from training
+    eval_every: int = 0  # steps; 0: only at the end
+    checkpoint_every: int = 500
+    log_every: int = 20
+    resume: bool = True
+    time_limit_s: float | None = None  # stop early (with a checkpoint and the final evaluation)
+    init_from: str | None = None  # start from a tokenizer checkpoint (fine-tuning)
+    show_progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["vq"] = self.vq.to_dict()
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class FitResult:
+    tokenizer_path: Path
+    steps: int
+    psnr: float
+    codebook_usage: float
+    codes_used: int
+    seconds: float
+    grid_png: Path
+
+
+def split_indices(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed held-out subset (the same for every run with this seed) and the training rest."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_eval = min(n_eval, max(1, n // 10)) if n > 1 else 0
+    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+def read_prepared(src: ImageSource, i: int, size: int) -> np.ndarray | None:
+    try:
+        img, _ = src.read(int(i))
+    except UnreadableImage as e:
+        warn(f"skipped {e.path}: {e.reason}")
+        return None
+    return center_crop_arr(img, size)
+
+
+def _train_batches(src: ImageSource, train_idx: np.ndarray, cfg: FitConfig, start_step: int) -> Iterator[np.ndarray]:
+    """Batch for step s is drawn from rng(seed, s): resuming at step s gives the same batches."""
+    for step in range(start_step, cfg.steps):
+        rng = np.random.default_rng([cfg.seed, step])
+        batch = []
+        while len(batch) < cfg.batch_size:
+            img = read_prepared(src, train_idx[rng.integers(len(train_idx))], cfg.image_size)
+            if img is None:
+                continue
+            if cfg.flip and rng.random() < 0.5:
+                img = img[:, ::-1]
+            batch.append(img)
+        yield np.stack(batch)
+
+
+def _check_resume(ckpt: dict[str, Any], cfg: FitConfig, path: Path) -> None:
+    old = VQConfig.from_dict(ckpt["config"])
+    if old != cfg.vq:
+        raise MiraiError(f"{path} was trained with another tokenizer config ({old.to_dict()}); use a new output "
+                         "folder or the same tokenizer settings")
+    if ckpt.get("image_size") != cfg.image_size:
+        raise MiraiError(f"{path} was trained at image size {ckpt.get('image_size')}, not {cfg.image_size}: use a "
+                         "new output folder or the same image size")
+
+
+def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResult:
+    t0 = time.time()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(cfg.device)
+    prec = resolve_precision(cfg.precision, dev)
+    cfg.vq.grid(cfg.image_size)  # fails early on an image size the tokenizer cannot tile
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    src = open_source(cfg.source, cfg.split)
+    if len(src) < 2:
+        raise MiraiError(f"data source {cfg.source} has {len(src)} image(s): a tokenizer fit needs more")
+    train_idx, eval_idx = split_indices(len(src), cfg.eval_images, cfg.seed)
+    eval_images = np.stack([im for i in eval_idx if (im := read_prepared(src, i, cfg.image_size)) is not None])
+
+    if cfg.init_from:
+        model, _ = load_tokenizer(cfg.init_from, cfg.vq, device=dev)
+    else:
+        model = VQModel(cfg.vq).to(dev)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    perceptual = None
+    if cfg.lpips:
+        from mirai_cli.tokenizer.lpips import LPIPS
+
+        perceptual = LPIPS(cfg.lpips_vgg_weights, cfg.lpips_lin_weights).to(dev)
+        if not perceptual.learned:
+            log("LPIPS: learned channel weights not found (pip package `lpips` or a vgg.pth file); "
+                "using equal channel weights")
+    disc = disc_opt = None
+    if cfg.disc:
+        disc = PatchGANDiscriminator().to(dev).train()
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.disc_lr or cfg.lr, betas=cfg.betas,
+                                     weight_decay=cfg.weight_decay)
+    restarter = DeadCodeRestarter(model.quantize, cfg.restart_dead_every)
+
+    ckpt_path = out / "checkpoints" / "last.pt"
+    start = 0
+    if cfg.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        _check_resume(ckpt, cfg, ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if disc is not None and "disc" in ckpt:
+            disc.load_state_dict(ckpt["disc"])
+            disc_opt.load_state_dict(ckpt["disc_optimizer"])
+        restarter.load_state_dict(ckpt["restarter"])
+        gen.set_state(ckpt["rng"].cpu())
+        start = int(ckpt["step"])
+        log(f"resuming {out} at step {start}")
+
+    def save_state(step: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "config": cfg.vq.to_dict(),
+                 "image_size": cfg.image_size, "step": step, "restarter": restarter.state_dict(), "rng": gen.get_state(),
+                 "fit_config": cfg.to_dict()}
+        if disc is not None:
+            state["disc"], state["disc_optimizer"] = disc.state_dict(), disc_opt.state_dict()
+        atomic_torch_save(state, ckpt_path)
+
+    log_file = open(out / "fit_log.jsonl", "a")
+
+    def log_json(rec: dict[str, Any]) -> None:
+        log_file.write(json.dumps(rec) + "\n")
+        log_file.flush()
+
+    batches = _prefetch(_train_batches(src, train_idx, cfg, start))
+    if start == 0 and cfg.kmeans_init and not cfg.init_from:
+        # k-means on encoder outputs of fresh batches drawn with a separate seed (training order unchanged)
+        zs = []
+        with torch.no_grad(), autocast(dev, prec):
+            for b in range(cfg.kmeans_batches):
+                rng = np.random.default_rng([cfg.seed, 2**31, b])  # apart from the step streams
+                imgs = np.stack([im for i in rng.choice(train_idx, cfg.batch_size)
+                                 if (im := read_prepared(src, i, cfg.image_size)) is not None])
+                zs.append(model.quantize_images(to_model_input(imgs).to(dev)).z.reshape(-1, cfg.vq.codebook_dim))
+        init_codebook(model.quantize, torch.cat(zs).cpu(), gen)
+
+    step, stopped_early = start, False
+    restart_limit = int(cfg.restart_until * cfg.steps)
+    with make_progress(cfg.show_progress) as progress:
+        task = progress.add_task("fit", total=cfg.steps, completed=start, status="")
+        for step in range(start + 1, cfg.steps + 1):
+            x = to_model_input(next(batches)).to(dev)
+            with autocast(dev, prec):
+                rec, q = model(x)
+                rec_loss = F.mse_loss(rec.float(), x)
+                loss = rec_loss + cfg.codebook_weight * (q.codebook_loss + q.commit_loss)
+                parts = {"rec": rec_loss.item(), "codebook": q.codebook_loss.item(), "commit": q.commit_loss.item()}
+                if perceptual is not None:
+                    p_loss = perceptual(x, rec).mean()
+                    loss = loss + cfg.lpips_weight * p_loss
+                    parts["lpips"] = p_loss.item()
+                if disc is not None and step > cfg.disc_start:
+                    g_loss = hinge_g_loss(disc(rec))
+                    w = cfg.disc_weight
+                    if cfg.disc_adaptive_weight:
+                        nll = rec_loss + (cfg.lpips_weight * p_loss if perceptual is not None else 0)
+                        w = w * adaptive_weight(nll, g_loss, model.decoder.last_layer)
+                    loss = loss + w * g_loss
+                    parts["gen_adv"] = g_loss.item()
+            if not math.isfinite(loss.item()):
+                log_file.close()
+                raise TrainingDiverged(f"tokenizer loss became {loss.item()} at step {step}; the last good "
+                                       f"checkpoint is {ckpt_path} (lower the learning rate and resume)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if disc is not None and step > cfg.disc_start:
+                with autocast(dev, prec):
+                    d_loss = hinge_d_loss(disc(x), disc(rec.detach()))
+                disc_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                disc_opt.step()
+                parts["disc"] = d_loss.item()
+            restarter.observe(q.codes, q.z)
+            restarted = restarter.maybe_restart(step, opt, gen) if step <= restart_limit else 0
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                window_used = int((restarter.counts > 0).sum())
+                log_json({"step": step, "loss": loss.item(), **parts, "lr": cfg.lr, "restarted": restarted,
+                          "codes_seen_since_check": window_used, "sec": round(time.time() - t0, 2)})
+                progress.update(task, status=f"loss {loss.item():.4f} rec {parts['rec']:.4f}")
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+                r = evaluate_reconstruction(model, eval_images, dev, prec)
+                log_json({"step": step, "eval_psnr": r.psnr, "eval_codebook_usage": r.codebook_usage})
+            if step % cfg.checkpoint_every == 0:
+                save_state(step)
+            progress.advance(task)
+            if cfg.time_limit_s is not None and time.time() - t0 > cfg.time_limit_s:
+                stopped_early = True
+                break
+    save_state(step)
+    report = evaluate_reconstruction(model, eval_images, dev, prec)
+    seconds = time.time() - t0
+    summary = {"steps": step, "stopped_early": stopped_early, "psnr": report.psnr,
+               "codebook_usage": report.codebook_usage, "codes_used": report.codes_used,
+               "codebook_size": cfg.vq.codebook_size, "eval_images": len(eval_images), "seconds": round(seconds, 1),
+               "image_size": cfg.image_size, "precision": prec}
+    log_json({"step": step, "final": True, **summary})
+    log_file.close()
+    n_show = min(32, len(eval_images))
+    pairs = []
+    for r0 in range(0, n_show, 8):  # originals row, then their reconstructions row
+        pairs += [eval_images[r0: r0 + 8], report.reconstructions[r0: r0 + 8]]
+    grid_png = save_png(image_grid(np.concatenate(pairs), nrow=8), out / "reconstructions.png")
+    tok_path = save_tokenizer(out / "tokenizer.pt", model.eval(), cfg.vq, {
+        "image_size": cfg.image_size, "source": src.to_manifest(), "fit": summary})
+    atomic_write_json(out / "fit_summary.json", {**summary, "fit_config": cfg.to_dict()})
+    return FitResult(tok_path, step, report.psnr, report.codebook_usage, report.codes_used, seconds, grid_png)

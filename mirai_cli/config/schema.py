@@ -211,7 +211,10 @@ class ForesightConfig(Section):
     encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
-    cache_teacher: bool = Field(True, description="Mirai-I: compute encoder features once next to the token store")
+    cache_teacher: bool = Field(
+        False, description="Mirai-I: compute encoder features once next to the token store (small data sets; "
+        "ImageNet with ten crops would need terabytes) instead of running the encoder every step"
+    )
 
     @field_validator("lambda_at", "warmup", mode="before")
     @classmethod

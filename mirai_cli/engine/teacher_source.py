@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.teachers import EMATeacher, FrozenEncoder, build_encoder
-from mirai_cli.foresight.teachers.pixels import uint8_to_unit
+from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, cache_path, open_feature_cache
+from mirai_cli.foresight.teachers.encoders import encoder_input_size
 
 
 class TeacherSource:
@@ -53,13 +54,12 @@ class OnlineEncoderSource(TeacherSource):
 
     def __init__(self, encoder: FrozenEncoder, store: TokenStore, device: torch.device):
         self.encoder = encoder
-        self.store = store
+        self.pixels = StorePixels(store)  # opens the recorded source once
         self.device = device
         self.teacher_dim = encoder.teacher_dim
 
     def features(self, codes, labels, images, crops):
-        pixels = uint8_to_unit(self.store.crop_pixels(images, crops)).to(self.device)
-        return self.encoder(pixels)
+        return self.encoder(self.pixels.get(images, crops).to(self.device))
 
 
 class CachedEncoderSource(TeacherSource):
@@ -73,7 +73,7 @@ class CachedEncoderSource(TeacherSource):
         self.teacher_dim = cache.teacher_dim
 
     def features(self, codes, labels, images, crops):
-        return torch.from_numpy(np.asarray(self.cache.get(images, crops), dtype=np.float32)).to(self.device)
+        return self.cache.get(images, crops).to(self.device, torch.float32)
 
 
 def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.device) -> FrozenEncoder:
@@ -93,15 +93,44 @@ def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.d
     )
 
 
-def build_teacher_source(config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device) -> TeacherSource:
+def teacher_input_size(config: MiraiConfig) -> tuple[int, int]:
+    fc = config.foresight
+    return encoder_input_size(fc.encoder, (config.grid, config.grid), fc.encoder_resolution, config.tokenizer.downsample)
+
+
+def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.device, progress: bool = True) -> Path:
+    """Build (or finish) the Mirai-I teacher-feature cache next to the store; a finished one is reused."""
+    encoder = build_frozen_encoder(config, store, device)
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress()
+        bar.start()
+        task = bar.add_task(f"teacher features ({config.foresight.encoder})", total=len(store))
+    try:
+        return build_feature_cache(
+            store, encoder, batch_size=64,
+            progress=(lambda done, total: bar.update(task, completed=done)) if bar else None,
+        )
+    finally:
+        if bar:
+            bar.stop()
+
+
+def build_teacher_source(
+    config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device, is_main: bool = True,
+    wait: Callable[[], None] = lambda: None, progress: bool = True,
+) -> TeacherSource:
     fc = config.foresight
     if fc.source == "ema":
         return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level)
     if fc.source == "encoder":
-        if fc.cache_teacher:
-            from mirai_cli.foresight.feature_cache import open_feature_cache
-
-            cache = open_feature_cache(store, config)
-            return CachedEncoderSource(cache, device)
-        return OnlineEncoderSource(build_frozen_encoder(config, store, device), store, device)
+        if not fc.cache_teacher:
+            return OnlineEncoderSource(build_frozen_encoder(config, store, device), store, device)
+        if is_main:  # one process computes (or checks) the cache; the others wait for it
+            ensure_feature_cache(config, store, device, progress)
+        wait()
+        return CachedEncoderSource(open_feature_cache(store, fc.encoder, teacher_input_size(config)), device)
     raise MiraiError(f"foresight.source = {fc.source!r} has no teacher")
+

@@ -157,7 +157,8 @@ def train(
     teacher_source: Optional[TeacherSource] = None
     objective: Optional[ForesightObjective] = None
     if fc.source != "none":
-        teacher_source = build_teacher_source(config, store, gpt, device)
+        teacher_source = build_teacher_source(config, store, gpt, device, is_main=env.is_main,
+                                              wait=lambda: broadcast_object(None, env), progress=progress)
         objective = ForesightObjective.from_layout(
             (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=teacher_source.teacher_dim,
             teacher_space=teacher_source.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,

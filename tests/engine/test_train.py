@@ -105,3 +105,26 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_store
     # every checkpoint left behind holds finite weights
     gpt = load_gpt_checkpoint(tmp_path / "nan", "raw")[0]
     assert all(torch.isfinite(p).all() for p in gpt.parameters())
+
+
+def test_mirai_i_with_cached_and_online_teacher_agree(tiny_store, tmp_path):
+    """The cached features are the online encoder's features of the same crops: same losses either way."""
+    common = {"foresight.encoder": "tokenizer", "foresight.k": 1, "train.duration": 3,
+              "train.ckpt_every": 3, "tokenizer.checkpoint": str(tiny_store["tokenizer"])}
+    cached = train(config_for(tiny_store, tmp_path / "c", ("mirai-i", "tiny"), **common,
+                              **{"foresight.cache_teacher": True}), progress=False)
+    online = train(config_for(tiny_store, tmp_path / "o", ("mirai-i", "tiny"), **common,
+                              **{"foresight.cache_teacher": False}), progress=False)
+    a = read_metrics(cached.run_dir / "metrics.jsonl")
+    b = read_metrics(online.run_dir / "metrics.jsonl")
+    for ra, rb in zip(a, b):
+        assert ra["foresight"] == pytest.approx(rb["foresight"], rel=2e-3, abs=2e-3)  # float16 cache
+    assert any(Path(tiny_store["store"], "teacher").iterdir())
+
+
+def test_missing_encoder_weights_is_one_clear_error(tiny_store, tmp_path):
+    config = config_for(tiny_store, tmp_path / "m", ("mirai-i", "tiny"),
+                        **{"foresight.encoder": "dinov2-vit-s", "foresight.encoder_resolution": 112})
+    with pytest.raises(MiraiError, match="dinov2-vit-s"):
+        train(config, progress=False)
+    assert not (tmp_path / "m" / "checkpoints").exists()

@@ -47,16 +47,23 @@ def _five_crops(arr: np.ndarray, size: int) -> list[np.ndarray]:
             arr[ct: ct + size, cl: cl + size]]
 
 
-def make_crops(image: np.ndarray, image_size: int, mode: str) -> np.ndarray:
-    """uint8 H,W,3 -> uint8 [n_crops, S, S, 3] in the order of CROP_NAMES[mode]."""
+def make_crops(image: np.ndarray, image_size: int, mode: str, crop_ratio: float = TENCROP_RANGE) -> np.ndarray:
+    """uint8 H,W,3 -> uint8 [n_crops, S, S, 3] in the order of CROP_NAMES[mode]. `crop_ratio` (ten-crop only):
+    the centre crop is int(image_size * crop_ratio) px before the ten crops are cut."""
     n = num_crops(mode)
     if mode == "tencrop":
-        big = center_crop_arr(image, int(image_size * TENCROP_RANGE))
+        big = center_crop_arr(image, int(image_size * crop_ratio))
         crops = _five_crops(big, image_size) + _five_crops(big[:, ::-1], image_size)
     else:
         base = center_crop_arr(image, image_size)
         crops = [base, base[:, ::-1]][:n]
     return np.ascontiguousarray(np.stack(crops))
+
+
+def store_crops(image: np.ndarray, manifest: dict) -> np.ndarray:
+    """The crops of one source image exactly as the token store with this manifest encoded them."""
+    return make_crops(image, int(manifest["image_size"]), str(manifest["crop_mode"]),
+                      float(manifest.get("crop_ratio", TENCROP_RANGE)))
 
 
 def to_model_input(crops: np.ndarray) -> torch.Tensor:

@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 KIND = "mirai-token-store"
 MANIFEST = "manifest.json"
 # Fields that must agree between an existing store and a run that continues it.
-IDENTITY_FIELDS = ("format_version", "tokenizer_sha256", "source", "crop_mode", "image_size", "grid",
+IDENTITY_FIELDS = ("format_version", "tokenizer_sha256", "source", "crop_mode", "crop_ratio", "image_size", "grid",
                    "codebook_size", "dtype", "shard_size", "num_shards", "count_planned")
 
 
@@ -286,7 +286,7 @@ class TokenStore:
     def crop_pixels(self, indices: Iterable[int], crop_ids: Iterable[int]) -> np.ndarray:
         """Regenerate the exact uint8 crops that produced entries (i, crop): [n, S, S, 3]. Reopens the source
         recorded in the manifest (for teacher features)."""
-        from mirai_cli.data.crops import make_crops
+        from mirai_cli.data.crops import store_crops
         from mirai_cli.data.sources import open_source
 
         src_info = self.manifest["source"]
@@ -294,7 +294,7 @@ class TokenStore:
         out = []
         for i, c in zip(indices, crop_ids):
             img, _ = src.read(int(self.source_index[int(i)]))
-            out.append(make_crops(img, self.manifest["image_size"], self.manifest["crop_mode"])[int(c)])
+            out.append(store_crops(img, self.manifest)[int(c)])
         size = self.manifest["image_size"]
         return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 

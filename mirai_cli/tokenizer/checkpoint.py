@@ -41,10 +41,22 @@ def save_tokenizer(path: str | Path, model: VQModel, cfg: VQConfig, extra: dict[
     return Path(path)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def resolve_tokenizer_path(path: str | Path) -> Path:
+    """A checkpoint file, or a `tokenize fit` output folder (its tokenizer.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if (path / "tokenizer.pt").is_file():
+            return (path / "tokenizer.pt").resolve()
+        raise MiraiError(f"{path} is a folder without tokenizer.pt: run `mirai tokenize fit` into it first, or give "
+                         "the checkpoint file")
     if not path.is_file():
-        raise MiraiError(f"tokenizer checkpoint not found: {path}")
+        raise MiraiError(f"tokenizer checkpoint not found: {path} (train one with `mirai tokenize fit`, or give "
+                         "LlamaGen's vq_ds16_c2i.pt)")
+    return path.resolve()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = resolve_tokenizer_path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for damaged or foreign files
@@ -80,8 +92,10 @@ def infer_config(sd: dict[str, torch.Tensor]) -> VQConfig:
     except (KeyError, ValueError) as e:
         raise MiraiError(f"state dict does not look like a LlamaGen VQ tokenizer (missing {e})") from e
     widths = {ch * m for m in ch_mult} | {ch}
-    groups = 32 if all(w % 32 == 0 for w in widths) else max(g for g in (16, 8, 4, 2, 1)
-                                                            if all(w % g == 0 for w in widths))
+    if any(w % 32 for w in widths):  # GroupNorm's group count is not in the weights; LlamaGen always uses 32
+        raise MiraiError(f"cannot tell the GroupNorm groups of a bare state dict with widths {sorted(widths)}: "
+                         "give the tokenizer config (norm_groups) explicitly")
+    groups = 32
     return VQConfig(
         ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=count("encoder.conv_blocks.0.res."),
         decoder_num_res_blocks=count("decoder.conv_blocks.0.res."), z_channels=z, codebook_size=n_codes,

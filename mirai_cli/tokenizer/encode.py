@@ -10,11 +10,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from mirai_cli.data.crops import CROP_NAMES, make_crops, num_crops, to_model_input
+from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crops, to_model_input
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
 from mirai_cli.errors import MiraiError
-from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer_with_extra
+from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer_with_extra, resolve_tokenizer_path
 from mirai_cli.tokenizer.progress import make_progress, warn
 from mirai_cli.tokenizer.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.vq_model import VQModel
@@ -23,7 +23,7 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]  # crops
 
 
 def _batches(src: ImageSource, start: int, stop: int, batch_size: int, image_size: int, crop_mode: str,
-             strict: bool, log: Callable[[str], None]) -> Iterator[Batch]:
+             crop_ratio: float, strict: bool, log: Callable[[str], None]) -> Iterator[Batch]:
     """Crops of source entries [start, stop) in batches of `batch_size` images; unreadable files are
     reported and skipped (or fatal when strict)."""
     crops, labels, index, skipped = [], [], [], []
@@ -36,7 +36,7 @@ def _batches(src: ImageSource, start: int, stop: int, batch_size: int, image_siz
             log(f"skipped {e.path}: {e.reason}")
             skipped.append({"index": i, "path": e.path, "reason": e.reason})
             continue
-        crops.append(make_crops(img, image_size, crop_mode))
+        crops.append(make_crops(img, image_size, crop_mode, crop_ratio))
         labels.append(label)
         index.append(i)
         if len(crops) == batch_size:
@@ -99,6 +99,7 @@ def encode_store(
     *,
     image_size: int | None = None,
     crop_mode: str = "tencrop",
+    crop_ratio: float = TENCROP_RANGE,
     split: str = "train",
     batch_size: int = 32,
     shard_size: int = 4096,
@@ -121,8 +122,9 @@ def encode_store(
         raise MiraiError(f"batch_size and shard_size must be >= 1 (got {batch_size}, {shard_size})")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
-    sha = file_sha256(tokenizer)
-    model, cfg, tok_extra = load_tokenizer_with_extra(tokenizer, device=dev)
+    tok_file = resolve_tokenizer_path(tokenizer)
+    sha = file_sha256(tok_file)
+    model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev)
     image_size = int(image_size or tok_extra.get("image_size") or 256)
     grid = cfg.grid(image_size)
     src = open_source(source, split)
@@ -131,9 +133,9 @@ def encode_store(
         raise MiraiError(f"data source {source} holds no images")
     num_shards = (count + shard_size - 1) // shard_size
     head = {
-        "tokenizer_path": str(Path(tokenizer).resolve()), "tokenizer_sha256": sha, "tokenizer_config": cfg.to_dict(),
+        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": sha, "tokenizer_config": cfg.to_dict(),
         "source": src.to_manifest() | {"limit": limit}, "class_names": list(src.class_names),
-        "image_size": image_size, "crop_mode": crop_mode, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode],
+        "image_size": image_size, "crop_mode": crop_mode, "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode],
         "grid": list(grid), "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
         "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
         "extra": extra or {},
@@ -151,7 +153,7 @@ def encode_store(
             start, stop = k * shard_size, min((k + 1) * shard_size, count)
             codes, labels, index, skipped = [], [], [], []
             for crops, lab, idx, skip in _prefetch(_batches(src, start, stop, batch_size, image_size, crop_mode,
-                                                            strict, log)):
+                                                            crop_ratio, strict, log)):
                 if len(crops):
                     codes.append(encode_crops(model, crops, dev, prec))
                 labels.append(lab)

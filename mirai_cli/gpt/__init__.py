@@ -3,4 +3,4 @@
 from mirai_cli.gpt.config import NAMED_SIZES, GPTConfig
 from mirai_cli.gpt.model import GPT, GPTOutput
 
-__all__ = ["GPT", "GPTConfig", "GPTOutput", "NAMED_SIZES"]
+__all__ = ["GPT", "NAMED_SIZES", "GPTConfig", "GPTOutput"]

@@ -16,7 +16,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 
@@ -26,7 +26,7 @@ from mirai_cli.gpt.model import GPT
 
 FORMAT = "mirai-gpt-1"
 LLAMAGEN_HEAD_DIM = 64  # every LlamaGen size uses 64-wide heads; shapes alone cannot tell the head count
-PathLike = Union[str, Path]
+PathLike = Union[str, Path]  # noqa: UP007 (a runtime alias)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -91,7 +91,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118 (not a dict)
     except Exception as e:  # damaged or foreign file
         raise MiraiError(f"cannot read GPT weights {path}: {type(e).__name__}: {str(e)[:200]}") from e
 
@@ -171,9 +171,9 @@ def check_fits(sd: dict[str, torch.Tensor], model: torch.nn.Module, source: Path
                 f"GPT weights {source} do not fit the model: '{k}' has shape {list(sd[k].shape)} in the "
                 f"checkpoint but {list(v.shape)} in the model; check the model size / vocab / classes"
             )
-    for k in sd:
+    for k, v in sd.items():
         if k not in want:
-            raise MiraiError(f"GPT weights {source} do not fit the model: unexpected key '{k}' {list(sd[k].shape)}")
+            raise MiraiError(f"GPT weights {source} do not fit the model: unexpected key '{k}' {list(v.shape)}")
 
 
 def build_from_state_dict(sd: dict[str, torch.Tensor], cfg: GPTConfig, source: PathLike) -> GPT:
@@ -191,8 +191,8 @@ def load_gpt_checkpoint(
     path: PathLike,
     weights: str = "ema",
     *,
-    grid: Optional[tuple[int, int]] = None,
-    device: Union[str, torch.device] = "cpu",
+    grid: tuple[int, int] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[GPT, GPTConfig, dict[str, Any]]:
     """Load GPT weights (see the module doc for the layouts) into a plain GPT in eval mode.
 
@@ -241,5 +241,5 @@ def load_gpt_checkpoint(
     return model.to(device).eval(), cfg, meta
 
 
-def _with_grid(cfg_dict: dict[str, Any], grid: Optional[tuple[int, int]]) -> dict[str, Any]:
+def _with_grid(cfg_dict: dict[str, Any], grid: tuple[int, int] | None) -> dict[str, Any]:
     return cfg_dict if grid is None else {**cfg_dict, "grid": list(grid)}

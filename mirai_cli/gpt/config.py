@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from mirai_cli.errors import MiraiError
 
@@ -39,7 +39,7 @@ class GPTConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     multiple_of: int = 256
-    ffn_dim_multiplier: Optional[float] = None
+    ffn_dim_multiplier: float | None = None
     init_std: float = 0.02
     # What the rotary table holds at the class position. LlamaGen stores cos = sin = 0 there, which zeroes the
     # class position's query and key (not "no rotation"); "zero" reproduces LlamaGen's logits exactly,
@@ -62,7 +62,7 @@ class GPTConfig:
             raise MiraiError("invalid GPT config: " + "; ".join(problems))
 
     @classmethod
-    def named(cls, name: str, **kwargs: Any) -> "GPTConfig":
+    def named(cls, name: str, **kwargs: Any) -> GPTConfig:
         """A LlamaGen size by name (GPT-B/L/XL/XXL); vocab_size, num_classes, grid etc. come from kwargs."""
         if name not in NAMED_SIZES:
             raise MiraiError(f"unknown GPT size {name!r}; choose one of {', '.join(NAMED_SIZES)}")
@@ -93,7 +93,7 @@ class GPTConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

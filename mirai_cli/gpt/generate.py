@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import torch
 
@@ -25,7 +25,7 @@ class SampleOptions:
     use_cache: bool = True  # False recomputes the whole prefix every step (for benchmarks and tests)
 
 
-def autocast_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
 
 
@@ -54,12 +54,12 @@ def ensure_cache(model: GPT, batch: int, dtype: torch.dtype) -> None:
 def generate(
     model: GPT,
     labels: torch.Tensor,
-    options: Optional[SampleOptions] = None,
+    options: SampleOptions | None = None,
     *,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     return_logits: bool = False,
     keep_cache: bool = False,
-) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Sample N = h*w codes per label: LongTensor [B, N] in raster order.
 
     labels [B] on the model's device. With return_logits, also the guided logits used at every step [B, N, V]
@@ -77,10 +77,10 @@ def _generate(
     scales: list[float],
     cfg: bool,
     opts: SampleOptions,
-    generator: Optional[torch.Generator],
+    generator: torch.Generator | None,
     return_logits: bool,
     keep_cache: bool,
-) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     n = model.cfg.seq_len
     if labels.dim() != 1 or labels.numel() == 0:
         raise ValueError("labels must be a non-empty 1-D tensor")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
@@ -55,7 +54,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
     return logits
 
 
-def draw(logits: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def draw(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One token per row from softmax(logits) [B, V] -> [B] (multinomial, reproducible with a generator)."""
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]

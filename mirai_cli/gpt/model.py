@@ -10,11 +10,10 @@ cell p - 1; output position p predicts cell p. Three ways to run it:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.rope import apply_rope, rope_table
@@ -23,7 +22,7 @@ from mirai_cli.gpt.rope import apply_rope, rope_table
 @dataclass
 class GPTOutput:
     logits: torch.Tensor  # [B, N, V] float32
-    feature: Optional[torch.Tensor]  # [B, N, D] residual stream after block `feature_depth` (1-indexed), or None
+    feature: torch.Tensor | None  # [B, N, D] residual stream after block `feature_depth` (1-indexed), or None
     final_hidden: torch.Tensor  # [B, N, D] after the final norm, before the output projection
 
 
@@ -81,14 +80,14 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.attn_dropout = cfg.attn_dropout
         self.resid_dropout = nn.Dropout(cfg.resid_dropout)
-        self.kv_cache: Optional[KVCache] = None
+        self.kv_cache: KVCache | None = None
 
     def forward(
         self,
         x: torch.Tensor,
         rope: torch.Tensor,
-        input_pos: Optional[torch.Tensor] = None,
-        mask: Optional[torch.Tensor] = None,
+        input_pos: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.wqkv(x).view(b, t, 3, self.heads, self.head_dim).unbind(2)
@@ -143,7 +142,7 @@ class GPT(nn.Module):
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         # A plain attribute, not a buffer: it stays float32 under model.to(bf16) and stays out of the state dict.
         self._rope = rope_table(cfg.grid, cfg.head_dim, cfg.rope_base, cfg.class_rope)
-        self._cache_mask: Optional[torch.Tensor] = None
+        self._cache_mask: torch.Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -165,7 +164,7 @@ class GPT(nn.Module):
             self._rope = self._rope.to(device)
         return self._rope
 
-    def _embed(self, tokens: torch.Tensor, labels: torch.Tensor, class_drop: Optional[bool]) -> torch.Tensor:
+    def _embed(self, tokens: torch.Tensor, labels: torch.Tensor, class_drop: bool | None) -> torch.Tensor:
         t = tokens.shape[1]
         if not 1 <= t <= self.cfg.seq_len:
             raise ValueError(f"tokens must hold 1..{self.cfg.seq_len} cells, got {t}")
@@ -182,8 +181,8 @@ class GPT(nn.Module):
         tokens: torch.Tensor,
         labels: torch.Tensor,
         *,
-        feature_depth: Optional[int] = None,
-        class_drop: Optional[bool] = None,
+        feature_depth: int | None = None,
+        class_drop: bool | None = None,
     ) -> GPTOutput:
         """tokens: codes of cells 0..T-1 [B, T] (T <= N; cell T-1 is only a target); labels [B].
         Returns logits [B, T, V] where position p predicts cell p. Label dropout (CFG) applies when class_drop
@@ -201,7 +200,7 @@ class GPT(nn.Module):
         return GPTOutput(logits=self.output(final).float(), feature=feature, final_hidden=final)
 
     def forward_features(
-        self, tokens: torch.Tensor, labels: torch.Tensor, depth: int, *, class_drop: Optional[bool] = None
+        self, tokens: torch.Tensor, labels: torch.Tensor, depth: int, *, class_drop: bool | None = None
     ) -> torch.Tensor:
         """The residual stream after block `depth` (1-indexed) [B, T, D]; later blocks are never run."""
         if not 1 <= depth <= self.cfg.layers:
@@ -213,7 +212,7 @@ class GPT(nn.Module):
         return h
 
     # ---- cached decoding ------------------------------------------------------------------------------------
-    def setup_cache(self, batch: int, dtype: torch.dtype, max_len: Optional[int] = None) -> None:
+    def setup_cache(self, batch: int, dtype: torch.dtype, max_len: int | None = None) -> None:
         """Allocate the static KV cache for `batch` sequences of up to max_len positions (default N)."""
         max_len = max_len or self.cfg.seq_len
         device = self.output.weight.device

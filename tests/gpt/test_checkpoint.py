@@ -16,7 +16,7 @@ COMPAT = Path("/work/shared/compat/llamagen_state_dict_shapes.json")
 
 def make_model(seed=0, **kw) -> GPT:
     torch.manual_seed(seed)
-    cfg = dict(vocab_size=50, num_classes=4, layers=2, dim=128, heads=2, grid=(4, 4))
+    cfg = {"vocab_size": 50, "num_classes": 4, "layers": 2, "dim": 128, "heads": 2, "grid": (4, 4)}
     cfg.update(kw)
     model = GPT(GPTConfig(**cfg))
     with torch.no_grad():
@@ -42,7 +42,7 @@ def write_ckpt_dir(folder: Path, raw: GPT, ema: GPT, step: int) -> Path:
 def test_safetensors_roundtrip(tmp_path):
     model = make_model(grid=(2, 8), class_rope="identity")
     path = save_gpt_weights(tmp_path / "w.safetensors", model)
-    loaded, cfg, meta = load_gpt_checkpoint(path)
+    loaded, cfg, _ = load_gpt_checkpoint(path)
     assert cfg == model.cfg and not loaded.training
     torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temp file
@@ -53,7 +53,7 @@ def test_run_dir_picks_newest_step_and_weights(tmp_path):
     write_ckpt_dir(tmp_path / "run" / "checkpoints" / "step_00000100", old, old, 100)
     write_ckpt_dir(tmp_path / "run" / "checkpoints" / "step_00001000", raw, ema, 1000)
     (tmp_path / "run" / "checkpoints" / "step_00002000").mkdir()  # an unfinished one (no meta.json)
-    model, cfg, meta = load_gpt_checkpoint(tmp_path / "run")
+    model, _, meta = load_gpt_checkpoint(tmp_path / "run")
     assert meta["step"] == 1000 and meta["weights"] == "ema" and meta["tokenizer"]["grid"] == [4, 4]
     torch.testing.assert_close(logits(model), logits(ema), rtol=0, atol=0)
     model, _, meta = load_gpt_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000100", weights="raw")

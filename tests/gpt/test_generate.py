@@ -87,7 +87,7 @@ def test_training_mode_is_restored_and_bad_labels_refused(model):
 
 def test_filter_logits():
     logits = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]]))
-    keep = lambda x: torch.isfinite(x)[0].tolist()  # noqa: E731
+    keep = lambda x: torch.isfinite(x)[0].tolist()
     assert keep(filter_logits(logits, top_k=2)) == [False, True, False, True]
     assert keep(filter_logits(logits, top_p=0.7)) == [False, True, False, True]  # 0.5 < 0.7: keep the 0.3 too
     assert keep(filter_logits(logits, top_p=0.85)) == [False, True, True, True]

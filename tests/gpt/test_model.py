@@ -17,7 +17,7 @@ if not COMPAT.exists():  # the repository copy, when the shared folder is not mo
 
 
 def tiny_cfg(**kw) -> GPTConfig:
-    base = dict(vocab_size=37, num_classes=5, layers=2, dim=32, heads=2, grid=(4, 4))
+    base = {"vocab_size": 37, "num_classes": 5, "layers": 2, "dim": 32, "heads": 2, "grid": (4, 4)}
     base.update(kw)
     return GPTConfig(**base)
 
@@ -60,7 +60,7 @@ def reference_logits(model: GPT, tokens: torch.Tensor, labels: torch.Tensor) -> 
     all zeros (cos = sin = 0), so its query and key are zero."""
     cfg = model.cfg
     sd = {k: v.double() for k, v in model.state_dict().items()}
-    h_, w_ = cfg.grid
+    w_ = cfg.grid[1]
     dh = cfg.head_dim
 
     def rms(x, weight):

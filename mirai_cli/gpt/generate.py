@@ -29,6 +29,9 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
 
 
+COMPILE_BACKEND = "inductor"  # tests switch this to "aot_eager" to check graph capture without a C++ build
+
+
 def _decode_fn(model: GPT, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if not compile:
         return model.decode_step
@@ -37,7 +40,9 @@ def _decode_fn(model: GPT, compile: bool) -> Callable[[torch.Tensor, torch.Tenso
     fn = getattr(model, "_compiled_decode_step", None)
     if fn is None:
         mode = "reduce-overhead" if model.output.weight.device.type == "cuda" else None
-        fn = torch.compile(model.decode_step, mode=mode, fullgraph=True, dynamic=False)
+        if COMPILE_BACKEND != "inductor":
+            mode = None
+        fn = torch.compile(model.decode_step, backend=COMPILE_BACKEND, mode=mode, fullgraph=True, dynamic=False)
         model._compiled_decode_step = fn
     return fn
 
@@ -101,7 +106,7 @@ def _generate(
     def pick(step_logits: torch.Tensor, i: int) -> None:
         guided = combine_cfg(step_logits, scales[i]) if cfg else step_logits
         if logits_seen is not None:
-            logits_seen.append(guided.float())
+            logits_seen.append(guided.float().clone())  # CUDA-graph outputs are overwritten by the next step
         filtered = filter_logits(guided, opts.temperature, opts.top_k, opts.top_p)
         tokens[:, i] = draw(filtered, generator)
 

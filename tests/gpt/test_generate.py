@@ -129,3 +129,23 @@ def test_kept_cache_is_reused_and_still_exact(model):
     torch.testing.assert_close(seen, uncond + 1.5 * (cond - uncond), atol=2e-4, rtol=2e-4)
     model.free_cache()
     assert "kv_cache" not in "".join(model.state_dict())
+
+
+def test_compiled_decode_step_captures_one_graph_and_matches(model, monkeypatch):
+    import mirai_cli.gpt.generate as G
+
+    # aot_eager traces exactly what inductor would (fullgraph=True: a graph break is an error) without a
+    # minute-long C++ build; `mirai sample --compile` uses inductor.
+    monkeypatch.setattr(G, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    opts = SampleOptions(cfg_scale=2.0, top_k=10)
+    ref, lref = generate(model, LABELS, opts, generator=gen(6), return_logits=True)
+    for _ in range(2):  # the second call reuses the compiled step
+        out, lout = generate(model, LABELS, SampleOptions(**{**opts.__dict__, "compile": True}), generator=gen(6),
+                             return_logits=True)
+        assert torch.equal(out, ref)
+        torch.testing.assert_close(lout, lref, atol=1e-5, rtol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # no recompilation for the new cache
+    del model._compiled_decode_step
+    torch._dynamo.reset()

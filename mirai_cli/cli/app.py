@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mirai_cli import __version__
-from mirai_cli.cli import presets, train
+from mirai_cli.cli import eval_cmd, presets, sample, train
 
 app = typer.Typer(
     name="mirai",
@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 app.add_typer(presets.app, name="presets")
 app.command("train")(train.train_command)
+app.command("sample")(sample.sample_command)
+app.add_typer(eval_cmd.app, name="eval")
 
 
 def _version(value: bool) -> None:

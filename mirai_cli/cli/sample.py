@@ -1,0 +1,62 @@
+"""`mirai sample`: a trained run (or a public LlamaGen checkpoint) -> PNGs, an ADM-style .npz and a grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, handle_errors
+
+
+@handle_errors
+def sample_command(
+    checkpoint: Optional[str] = typer.Argument(
+        None, help="run folder, checkpoint folder, .safetensors or LlamaGen c2i_*.pt (default: the preset's run folder)"
+    ),
+    presets: Optional[List[str]] = PresetOption,
+    overrides: Optional[List[str]] = SetOption,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/samples)"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="VQ checkpoint (default: the one recorded in the run)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="ema (default) or raw"),
+    classes: Optional[str] = typer.Option(None, "--classes", help="explicit labels, e.g. 1,2,3 (one image each)"),
+    per_class: Optional[int] = typer.Option(None, "--per-class", help="images per class over all classes"),
+    random: Optional[int] = typer.Option(None, "--random", help="this many images with uniformly random classes"),
+    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="classifier-free guidance scale"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="sampling seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Sample class-conditional images with a KV cache and classifier-free guidance."""
+    from mirai_cli.engine.run_dir import resolve_run_dir
+    from mirai_cli.sampling.from_config import sample_job_from_config
+    from mirai_cli.sampling import run_sample_job
+
+    config = config_from_options(presets, overrides)
+    source = checkpoint or str(resolve_run_dir(config))
+    explicit = [int(c) for c in classes.split(",") if c.strip()] if classes else None
+    job = sample_job_from_config(
+        config, source, out_dir=str(out) if out else None, tokenizer=tokenizer, weights=weights, classes=explicit,
+        per_class=per_class, random_classes=random, cfg_scale=cfg_scale, seed=seed, device=device,
+    )
+    console.print(f"[bold]mirai sample[/] {source} ({job.weights} weights) -> {job.out_dir}: cfg {job.options.cfg_scale} "
+                  f"({job.options.cfg_schedule}), temperature {job.options.temperature}, top-k {job.options.top_k}, "
+                  f"top-p {job.options.top_p}, seed {job.seed}")
+    bar = None
+    progress = None
+    if not quiet:
+        from rich.progress import Progress
+
+        bar = Progress(console=console)
+        bar.start()
+        task = bar.add_task("sampling", total=None)
+        progress = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
+    try:
+        result = run_sample_job(job, progress=progress, log=lambda msg: console.print(msg))
+    finally:
+        if bar:
+            bar.stop()
+    console.print(f"[green]done[/]: {result.total} images ({result.generated} new, {result.skipped} already there, "
+                  f"{result.images_per_second:.2f} img/s) -> {result.out_dir}"
+                  + (f"; npz {result.npz}" if result.npz else "") + (f"; grid {result.grid}" if result.grid else ""))

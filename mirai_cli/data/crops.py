@@ -42,7 +42,7 @@ def center_crop_arr(image: np.ndarray, size: int) -> np.ndarray:
 def _five_crops(arr: np.ndarray, size: int) -> list[np.ndarray]:
     h, w = arr.shape[:2]
     # centre offset rounded like torchvision's center_crop (Python round: half to even)
-    ct, cl = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    ct, cl = round((h - size) / 2.0), round((w - size) / 2.0)
     return [arr[:size, :size], arr[:size, w - size:], arr[h - size:, :size], arr[h - size:, w - size:],
             arr[ct: ct + size, cl: cl + size]]
 

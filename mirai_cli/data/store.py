@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ class StoreWriter:
             digests[part] = _sha256(p)
         start = k * self.head["shard_size"]
         info = {"shard": k, "start": start, "stop": min(start + self.head["shard_size"], self.head["count_planned"]),
-                "count": int(len(codes)), "skipped": skipped, "sha256": digests}
+                "count": len(codes), "skipped": skipped, "sha256": digests}
         atomic_write_json(self.shards_dir / f"{name}.done.json", info)  # last: marks the shard finished
         return info
 
@@ -226,7 +227,7 @@ class TokenStore:
         self.labels, self.source_index = labels, source_index
 
     @classmethod
-    def open(cls, path: str | Path, expect_tokenizer_sha256: str | None = None, verify: bool = False) -> "TokenStore":
+    def open(cls, path: str | Path, expect_tokenizer_sha256: str | None = None, verify: bool = False) -> TokenStore:
         path = Path(path)
         manifest = read_manifest(path)
         if manifest.get("status") != "complete":
@@ -324,7 +325,7 @@ def store_info(path: str | Path, verify: bool = False) -> dict[str, Any]:
                     bytes_per_image=(code_bytes / len(store)) if len(store) else None)
         # codebook usage over (a sample of) the store
         sample = store.codes[np.arange(0, len(store), max(1, len(store) // 2048))]
-        info["codes_used"] = int(len(np.unique(sample)))
+        info["codes_used"] = len(np.unique(sample))
         info["codebook_usage"] = info["codes_used"] / store.codebook_size
         info["verified"] = verify
     return info

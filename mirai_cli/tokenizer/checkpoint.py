@@ -114,10 +114,10 @@ def check_fits(sd: dict[str, torch.Tensor], model: VQModel, path: str | Path) ->
             raise MiraiError(f"tokenizer checkpoint {path} does not fit the tokenizer config: key '{k}' has "
                              f"shape {list(sd[k].shape)} in the checkpoint but {list(v.shape)} in the model; "
                              "fix the preset's tokenizer section or use the matching checkpoint")
-    for k in sd:
+    for k, v in sd.items():
         if k not in want:
             raise MiraiError(f"tokenizer checkpoint {path} does not fit the tokenizer config: unexpected key "
-                             f"'{k}' (shape {list(sd[k].shape)})")
+                             f"'{k}' (shape {list(v.shape)})")
 
 
 def load_tokenizer(path: str | Path, cfg: VQConfig | None = None,

@@ -9,14 +9,28 @@ import torch.nn.functional as F
 from mirai_cli.tokenizer.quantizer import VectorQuantizer
 
 
+def _kmeans_pp(z: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """k-means++ seeding with cosine distance: each next centre is drawn with probability ~ distance^2."""
+    n = z.shape[0]
+    picks = [int(torch.randint(n, (1,), generator=generator))]
+    dist = (1 - z @ z[picks[0]]).clamp_min(0)
+    for _ in range(1, k):
+        w = dist ** 2
+        i = int(torch.multinomial(w, 1, generator=generator)) if w.sum() > 0 else int(torch.randint(n, (1,), generator=generator))
+        picks.append(i)
+        dist = torch.minimum(dist, (1 - z @ z[i]).clamp_min(0))
+    return torch.tensor(picks)
+
+
 @torch.no_grad()
 def spherical_kmeans(z: torch.Tensor, k: int, iters: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
     """k unit centroids of the unit vectors z (N, D); clusters that empty out take a random point."""
     z = F.normalize(z.float(), dim=-1)
     n = z.shape[0]
-    pick = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(n, (k,), generator=generator)
-    c = z[pick].clone()
-    if n < k:  # too few points: spread duplicates a little
+    if n >= k:
+        c = z[_kmeans_pp(z, k, generator)].clone()
+    else:  # too few points: spread duplicates a little
+        c = z[torch.randint(n, (k,), generator=generator)]
         c = F.normalize(c + 0.01 * torch.randn(c.shape, generator=generator), dim=-1)
     for _ in range(iters):
         assign = (z @ c.t()).argmax(dim=1)
@@ -36,18 +50,18 @@ def init_codebook(quantizer: VectorQuantizer, z: torch.Tensor, generator: torch.
 
 class DeadCodeRestarter:
     """Counts code use; every `every` steps, codes unused since the last check are moved onto randomly chosen
-    recent encoder outputs (and their optimizer moments are cleared)."""
+    encoder outputs of the latest batch (and their optimizer moments are cleared). Only the latest batch is
+    kept, so a resumed run restarts exactly as an uninterrupted one."""
 
-    def __init__(self, quantizer: VectorQuantizer, every: int, keep: int = 8192) -> None:
-        self.q, self.every, self.keep = quantizer, every, keep
+    def __init__(self, quantizer: VectorQuantizer, every: int) -> None:
+        self.q, self.every = quantizer, every
         self.counts = torch.zeros(quantizer.codebook_size, dtype=torch.long)
         self.recent: torch.Tensor | None = None
 
     @torch.no_grad()
     def observe(self, codes: torch.Tensor, z: torch.Tensor) -> None:
         self.counts += torch.bincount(codes.reshape(-1).cpu(), minlength=self.counts.numel())
-        flat = z.detach().reshape(-1, z.shape[-1]).float().cpu()
-        self.recent = flat if self.recent is None else torch.cat([self.recent, flat])[-self.keep:]
+        self.recent = z.detach().reshape(-1, z.shape[-1]).float().cpu()
 
     @torch.no_grad()
     def maybe_restart(self, step: int, optimizer: torch.optim.Optimizer | None,

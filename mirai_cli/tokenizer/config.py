@@ -64,7 +64,7 @@ class VQConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VQConfig":
+    def from_dict(cls, d: dict[str, Any]) -> VQConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -72,26 +72,26 @@ class VQConfig:
         return cls(**d)
 
     @classmethod
-    def vq16(cls, **overrides: Any) -> "VQConfig":
+    def vq16(cls, **overrides: Any) -> VQConfig:
         """LlamaGen VQ-16: 16x downsampling, codebook 16384 x 8, 72M parameters."""
         return cls(**{"name": "VQ-16", **overrides})
 
     @classmethod
-    def vq8(cls, **overrides: Any) -> "VQConfig":
+    def vq8(cls, **overrides: Any) -> VQConfig:
         """LlamaGen VQ-8: 8x downsampling (ch_mult [1, 2, 2, 4])."""
         return cls(**{"name": "VQ-8", "ch_mult": (1, 2, 2, 4), **overrides})
 
     @classmethod
-    def tiny(cls, **overrides: Any) -> "VQConfig":
+    def tiny(cls, **overrides: Any) -> VQConfig:
         """A small tokenizer that trains in minutes on CPU (4x downsampling, codebook 512 x 8)."""
-        base = dict(
-            name="tiny", ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, decoder_num_res_blocks=1,
-            z_channels=32, codebook_size=512, codebook_dim=8, norm_groups=8,
-        )
+        base = {
+            "name": "tiny", "ch": 32, "ch_mult": (1, 2, 2), "num_res_blocks": 1, "decoder_num_res_blocks": 1,
+            "z_channels": 32, "codebook_size": 512, "codebook_dim": 8, "norm_groups": 8,
+        }
         return cls(**{**base, **overrides})
 
     @classmethod
-    def named(cls, name: str, **overrides: Any) -> "VQConfig":
+    def named(cls, name: str, **overrides: Any) -> VQConfig:
         makers = {"vq-16": cls.vq16, "vq16": cls.vq16, "vq-8": cls.vq8, "vq8": cls.vq8, "tiny": cls.tiny}
         key = name.lower()
         if key == "custom":

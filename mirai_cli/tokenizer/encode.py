@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def _prefetch(it: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
                     return
                 q.put(item)
             q.put(done)
-        except BaseException as e:  # hand the error to the consumer
+        except BaseException as e:  # noqa: BLE001 - any error, even an interrupt, goes to the consumer
             q.put(e)
 
     t = threading.Thread(target=work, daemon=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,12 @@ from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.tokenizer.checkpoint import atomic_torch_save, load_tokenizer, save_tokenizer
 from mirai_cli.tokenizer.codebook import DeadCodeRestarter, init_codebook
 from mirai_cli.tokenizer.config import VQConfig
-from mirai_cli.tokenizer.discriminator import PatchGANDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
+from mirai_cli.tokenizer.discriminator import (
+    PatchGANDiscriminator,
+    adaptive_weight,
+    hinge_d_loss,
+    hinge_g_loss,
+)
 from mirai_cli.tokenizer.encode import _prefetch
 from mirai_cli.tokenizer.evaluate import evaluate_reconstruction
 from mirai_cli.tokenizer.progress import make_progress, warn
@@ -64,6 +70,7 @@ class FitConfig:
     disc_weight: float = 0.5
     disc_adaptive_weight: bool = False
     disc_lr: float | None = None  # None: same as lr
+    disc_layers: int = 3  # PatchGAN depth (capped for small images)
     kmeans_init: bool = True  # codebook <- k-means of the first batches' encoder outputs
     kmeans_batches: int = 8
     restart_dead_every: int = 100  # steps; 0 turns dead-code restarts off
@@ -168,7 +175,9 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
                 "using equal channel weights")
     disc = disc_opt = None
     if cfg.disc:
-        disc = PatchGANDiscriminator().to(dev).train()
+        # fewer layers on small images, so that the last 4x4 convolutions still fit
+        n_layers = max(1, min(cfg.disc_layers, int(math.log2(cfg.image_size / 3))))
+        disc = PatchGANDiscriminator(n_layers=n_layers).to(dev).train()
         disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.disc_lr or cfg.lr, betas=cfg.betas,
                                      weight_decay=cfg.weight_decay)
     restarter = DeadCodeRestarter(model.quantize, cfg.restart_dead_every)
@@ -196,11 +205,9 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
             state["disc"], state["disc_optimizer"] = disc.state_dict(), disc_opt.state_dict()
         atomic_torch_save(state, ckpt_path)
 
-    log_file = open(out / "fit_log.jsonl", "a")
-
     def log_json(rec: dict[str, Any]) -> None:
-        log_file.write(json.dumps(rec) + "\n")
-        log_file.flush()
+        with open(out / "fit_log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
 
     batches = _prefetch(_train_batches(src, train_idx, cfg, start))
     if start == 0 and cfg.kmeans_init and not cfg.init_from:
@@ -238,7 +245,6 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
                     loss = loss + w * g_loss
                     parts["gen_adv"] = g_loss.item()
             if not math.isfinite(loss.item()):
-                log_file.close()
                 raise TrainingDiverged(f"tokenizer loss became {loss.item()} at step {step}; the last good "
                                        f"checkpoint is {ckpt_path} (lower the learning rate and resume)")
             opt.zero_grad(set_to_none=True)
@@ -277,7 +283,6 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
                "codebook_size": cfg.vq.codebook_size, "eval_images": len(eval_images), "seconds": round(seconds, 1),
                "image_size": cfg.image_size, "precision": prec}
     log_json({"step": step, "final": True, **summary})
-    log_file.close()
     n_show = min(32, len(eval_images))
     pairs = []
     for r0 in range(0, n_show, 8):  # originals row, then their reconstructions row

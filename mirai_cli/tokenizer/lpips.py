@@ -19,6 +19,14 @@ SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # relu1_2, relu2_2, relu
 VGG_FILE = "vgg16-397923af.pth"
 
 
+def vgg16_features() -> nn.Sequential:
+    """torchvision's VGG16 convolutional part alone (building the whole net spends seconds on its 100M-weight
+    classifier, which LPIPS never uses)."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    return make_layers(cfgs["D"], batch_norm=False)
+
+
 def _vgg_features(vgg_weights: str | Path | None) -> nn.Sequential:
     import torchvision
 
@@ -31,16 +39,16 @@ def _vgg_features(vgg_weights: str | Path | None) -> nn.Sequential:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise MiraiError(f"cannot read VGG16 weights {path}: {type(e).__name__}: {e}") from e
-        net = torchvision.models.vgg16(weights=None)
+        features = vgg16_features()
         feats = {k.removeprefix("features."): v for k, v in sd.items() if k.startswith("features.")}
         try:
-            net.features.load_state_dict(feats, strict=True)
+            features.load_state_dict(feats, strict=True)
         except RuntimeError as e:
             raise MiraiError(f"{path} is not a torchvision vgg16 state dict: {str(e).splitlines()[0]}") from e
-        return net.features
+        return features
     try:
         net = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
-    except Exception as e:  # URLError, SSL errors, ...: no network and no cached copy
+    except Exception as e:  # noqa: BLE001 - URLError, SSL, OSError...: no network and no cached copy
         hub = Path(torch.hub.get_dir()) / "checkpoints" / VGG_FILE
         raise MiraiError(f"LPIPS needs VGG16 weights: none at {hub} and the download failed ({type(e).__name__}); "
                          f"put {VGG_FILE} there, give a local file (lpips VGG weights option), or turn LPIPS off")
@@ -88,7 +96,7 @@ class LPIPS(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "LPIPS":
+    def train(self, mode: bool = True) -> LPIPS:
         return super().train(False)  # always frozen
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

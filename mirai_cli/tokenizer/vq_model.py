@@ -189,7 +189,7 @@ class VQModel(nn.Module):
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         if grid is None:
-            side = int(round(codes.shape[1] ** 0.5))
+            side = round(codes.shape[1] ** 0.5)
             grid = (side, side)
         return self.decode_quant(self.quantize.lookup(codes.long(), grid))
 

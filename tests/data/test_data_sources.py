@@ -124,7 +124,8 @@ def test_fashion_mnist_truncated_file(tmp_path, monkeypatch):
     d = tmp_path / "fashion-mnist"
     d.mkdir()
     _write_idx(d / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
-    raw = gzip.open(d / "train-images-idx3-ubyte.gz").read()
+    with gzip.open(d / "train-images-idx3-ubyte.gz") as f:
+        raw = f.read()
     with gzip.open(d / "train-images-idx3-ubyte.gz", "wb") as f:
         f.write(raw[:-100])
     _write_idx(d / "train-labels-idx1-ubyte.gz", np.zeros(4, np.uint8))

@@ -27,3 +27,13 @@ def image_folder(tmp_path):
         (root / f"class{c}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(im).save(root / f"class{c}" / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two OpenMP threads waiting on each other are several
+    times slower than one for these tiny models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

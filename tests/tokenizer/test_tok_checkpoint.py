@@ -1,14 +1,17 @@
 """Tokenizer checkpoints: ours, LlamaGen's {"model": sd} (strict), and clear errors for ones that do not fit."""
 
-import torch
 import pytest
+import torch
+from tok_helpers import tiny_config
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.tokenizer.checkpoint import infer_config, load_tokenizer, load_tokenizer_with_extra, save_tokenizer
+from mirai_cli.tokenizer.checkpoint import (
+    load_tokenizer,
+    load_tokenizer_with_extra,
+    save_tokenizer,
+)
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
-
-from tok_helpers import tiny_config
 
 
 def test_save_load_round_trip(tiny_tokenizer, tmp_path):
@@ -42,7 +45,7 @@ def test_infer_config_from_bare_state_dict(tmp_path):
     cfg = tiny_config(ch=32, ch_mult=(1, 2, 2), codebook_size=48, norm_groups=32)
     sd = VQModel(cfg).state_dict()
     torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "bare.pt")  # DDP-style names
-    model, got = load_tokenizer(tmp_path / "bare.pt")
+    _model, got = load_tokenizer(tmp_path / "bare.pt")
     assert got == cfg
     small = tiny_config()  # widths 16/32 with 8 groups: the group count cannot be read off the weights
     torch.save(VQModel(small).state_dict(), tmp_path / "small.pt")

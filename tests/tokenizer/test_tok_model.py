@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tok_helpers import tiny_config
 
 from mirai_cli.data.crops import to_model_input, to_uint8
 from mirai_cli.errors import MiraiError
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
-
-from tok_helpers import tiny_config
 
 SHAPES = Path(__file__).resolve().parents[3] / "shared" / "compat" / "llamagen_state_dict_shapes.json"
 GOLDEN = Path(__file__).parent / "golden" / "tiny_vq.pt"

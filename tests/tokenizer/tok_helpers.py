@@ -6,8 +6,8 @@ from mirai_cli.tokenizer.config import VQConfig
 
 
 def tiny_config(**over) -> VQConfig:
-    base = dict(ch=16, ch_mult=(1, 2), num_res_blocks=1, decoder_num_res_blocks=1, z_channels=8,
-                codebook_size=64, codebook_dim=4, norm_groups=8, usage_buffer=1024)
+    base = {"ch": 16, "ch_mult": (1, 2), "num_res_blocks": 1, "decoder_num_res_blocks": 1, "z_channels": 8,
+                "codebook_size": 64, "codebook_dim": 4, "norm_groups": 8, "usage_buffer": 1024}
     return VQConfig(**{**base, **over})
 
 

@@ -1,0 +1,79 @@
+"""Encode throughput of the tokenizers and the size of a token store.
+
+    python bench/tokenize_bench.py [--batch 8] [--vq16-batches 3] [--store-images 2048]
+
+Prints, as JSON lines:
+  - images/s of encode_to_codes for the `tiny` tokenizer (32 px) and for VQ-16 (256 px), random weights
+    (speed does not depend on the weights), one crop per image;
+  - images/s of a full `encode_store` run (tiny, Fashion-MNIST, flip crops: data loading and crops included)
+    and the store's bytes per token and per image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mirai_cli.data.store import store_info
+from mirai_cli.tokenizer.checkpoint import save_tokenizer
+from mirai_cli.tokenizer.config import VQConfig
+from mirai_cli.tokenizer.runtime import autocast, resolve_device, resolve_precision
+from mirai_cli.tokenizer.vq_model import VQModel
+
+
+@torch.no_grad()
+def encode_speed(cfg: VQConfig, size: int, batch: int, batches: int, precision: str) -> dict:
+    dev = resolve_device("auto")
+    prec = resolve_precision(precision, dev)
+    model = VQModel(cfg).to(dev).eval()
+    x = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
+    with autocast(dev, prec):
+        model.encode_to_codes(x)  # warm-up
+        t = time.perf_counter()
+        for _ in range(batches):
+            model.encode_to_codes(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+    return {"bench": "encode_to_codes", "tokenizer": cfg.name, "image_size": size, "batch": batch,
+            "device": str(dev), "precision": prec, "threads": torch.get_num_threads(),
+            "images_per_s": round(batch * batches / dt, 2)}
+
+
+def store_bench(images: int, batch: int, precision: str) -> dict:
+    from mirai_cli.tokenizer.encode import encode_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = VQConfig.tiny()
+        tok = save_tokenizer(Path(tmp) / "tiny.pt", VQModel(cfg), cfg, {"image_size": 32})
+        t = time.perf_counter()
+        encode_store(tok, "fashion-mnist", Path(tmp) / "store", crop_mode="flip", limit=images, batch_size=batch,
+                     precision=precision, show_progress=False)
+        dt = time.perf_counter() - t
+        info = store_info(Path(tmp) / "store")
+    return {"bench": "encode_store", "tokenizer": "tiny", "source": "fashion-mnist", "images": images,
+            "crops": info["num_crops"], "grid": info["grid"], "images_per_s": round(images / dt, 1),
+            "dtype": info["dtype"], "bytes_per_token": round(info["bytes_per_token"], 4),
+            "bytes_per_image": round(info["bytes_per_image"], 1),
+            "llamagen_bytes_per_image": 8 * info["grid"][0] * info["grid"][1] * info["num_crops"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--tiny-batches", type=int, default=20)
+    ap.add_argument("--vq16-batches", type=int, default=3)
+    ap.add_argument("--store-images", type=int, default=2048)
+    ap.add_argument("--precision", default="bf16")
+    args = ap.parse_args()
+    print(json.dumps(encode_speed(VQConfig.tiny(), 32, args.batch * 8, args.tiny_batches, args.precision)))
+    print(json.dumps(encode_speed(VQConfig.vq16(), 256, args.batch, args.vq16_batches, args.precision)))
+    print(json.dumps(store_bench(args.store_images, 256, args.precision)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The preset's `data` and `tokenizer` sections -> a fit, an encode, or "make sure both exist" (used by
+`mirai tokenize` and by `mirai ablate`, which starts from nothing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+from mirai_cli.config import MiraiConfig, resolved_toml
+from mirai_cli.config.toml_writer import config_to_dict
+from mirai_cli.errors import MiraiError
+from mirai_cli.tokenizer.config import VQConfig
+from mirai_cli.tokenizer.encode import encode_store
+from mirai_cli.tokenizer.fit import FitConfig, FitResult, fit_tokenizer
+
+Log = Callable[[str], None]
+
+
+def vq_config_from(config: MiraiConfig) -> VQConfig:
+    t = config.tokenizer
+    return VQConfig(
+        ch=t.ch, ch_mult=tuple(t.ch_mult or ()), num_res_blocks=t.num_res_blocks,
+        decoder_num_res_blocks=t.decoder_num_res_blocks, z_channels=t.z_channels, codebook_size=t.codebook_size,
+        codebook_dim=t.codebook_dim, dropout=t.dropout, beta=t.beta, norm_groups=t.norm_groups,
+        name=t.size if t.size != "custom" else "custom",
+    )
+
+
+def tokenizer_location(config: MiraiConfig) -> Path:
+    """Where the tokenizer lives: tokenizer.checkpoint (a file, or a `tokenize fit` folder)."""
+    if config.tokenizer.checkpoint:
+        return Path(config.tokenizer.checkpoint)
+    return Path(config.data.store).parent / "tokenizer"
+
+
+def fit_config_from(config: MiraiConfig, out_dir: Optional[Path] = None, show_progress: bool = True) -> FitConfig:
+    t, d = config.tokenizer, config.data
+    return FitConfig(
+        source=d.source, out_dir=str(out_dir or tokenizer_location(config)), vq=vq_config_from(config),
+        image_size=d.image_size, split=d.split, steps=t.fit_steps, batch_size=t.fit_batch_size, lr=t.fit_lr,
+        seed=config.train.seed, lpips=t.perceptual_weight > 0, lpips_weight=t.perceptual_weight or 1.0,
+        lpips_vgg_weights=t.perceptual_weights, disc=t.disc_weight > 0, disc_start=t.disc_start,
+        disc_weight=t.disc_weight or 0.5, precision=config.train.precision, time_limit_s=t.fit_time_limit,
+        show_progress=show_progress,
+    )
+
+
+def encode_from_config(config: MiraiConfig, tokenizer: Optional[Path] = None, store: Optional[Path] = None,
+                       show_progress: bool = True, log: Optional[Log] = None) -> dict:
+    d, t = config.data, config.tokenizer
+    kwargs = {"log": log} if log else {}
+    return encode_store(
+        tokenizer or tokenizer_location(config), d.source, store or Path(d.store), image_size=d.image_size,
+        crop_mode=d.crop, split=d.split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
+        precision=config.train.precision, strict=d.strict, limit=d.max_images,
+        extra={"preset": config_to_dict(config)}, show_progress=show_progress, **kwargs,
+    )
+
+
+def tokenizer_exists(config: MiraiConfig) -> bool:
+    location = tokenizer_location(config)
+    return location.is_file() or (location / "tokenizer.pt").is_file()
+
+
+def ensure_tokenizer_and_store(config: MiraiConfig, show_progress: bool = True, log: Log = print) -> Optional[FitResult]:
+    """Fit the tokenizer if there is none, then encode (or finish encoding) the token store."""
+    fitted = None
+    location = tokenizer_location(config)
+    if not tokenizer_exists(config):
+        if location.suffix in (".pt", ".pth", ".safetensors"):
+            raise MiraiError(f"tokenizer checkpoint {location} not found; download it or point tokenizer.checkpoint "
+                             "at a folder to fit one there")
+        log(f"fitting the tokenizer into {location} ({config.tokenizer.fit_steps} steps)")
+        location.mkdir(parents=True, exist_ok=True)
+        (location / "preset.toml").write_text(resolved_toml(config))
+        fitted = fit_tokenizer(fit_config_from(config, location, show_progress))
+        log(f"tokenizer: PSNR {fitted.psnr:.2f} dB, codebook usage {100 * fitted.codebook_usage:.1f}% "
+            f"({fitted.codes_used} codes), {fitted.seconds:.0f} s")
+    manifest = Path(config.data.store) / "manifest.json"
+    complete = manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
+    if not complete:
+        log(f"encoding {config.data.source} into {config.data.store}")
+    encode_from_config(config, show_progress=show_progress, log=log)
+    return fitted

@@ -1,43 +1,69 @@
-"""The preset's `sample` section -> a SampleJob (shared by `mirai sample` and `mirai ablate`)."""
+"""The preset's `sample` section (plus command-line choices) -> a SampleJob (shared by `mirai sample` and
+`mirai ablate`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from mirai_cli.config import MiraiConfig
+from mirai_cli.errors import MiraiError
+from mirai_cli.gpt.checkpoint import find_checkpoint_dir
 from mirai_cli.gpt.generate import SampleOptions
 from mirai_cli.sampling.job import SampleJob
 
 
+def default_out_dir(source: str, weights: str, cfg_scale: float, seed: int) -> Path:
+    """<run>/samples/<checkpoint>-<weights>-cfg<s>-seed<n>: one folder per checkpoint and setting, so sampling
+    again with other settings never collides with earlier samples. Files (LlamaGen .pt) sample into
+    samples/<file stem>-... in the working folder."""
+    src = Path(source)
+    tag = f"{weights}-cfg{cfg_scale:g}-seed{seed}"
+    if src.is_dir():
+        ckpt = find_checkpoint_dir(src)
+        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        return run / "samples" / f"{ckpt.name}-{tag}"
+    return Path("samples") / f"{src.stem}-{tag}"
+
+
 def sample_job_from_config(
     config: MiraiConfig,
-    checkpoint: str,
+    source: str,
     *,
-    out_dir: Optional[str] = None,
-    tokenizer: Optional[str] = None,
-    weights: Optional[str] = None,
-    classes: Optional[list[int]] = None,
-    per_class: Optional[int] = None,
-    random_classes: Optional[int] = None,
-    cfg_scale: Optional[float] = None,
-    seed: Optional[int] = None,
+    out_dir: str | None = None,
+    tokenizer: str | None = None,
+    weights: str | None = None,
+    classes: list[int] | None = None,
+    per_class: int | None = None,
+    random_classes: int | None = None,
+    cfg_scale: float | None = None,
+    seed: int | None = None,
     device: str = "auto",
 ) -> SampleJob:
-    """Command-line values win over the preset's; unset ones come from `config.sample`."""
-    s = config.sample
-    if classes is None and per_class is None and random_classes is None:
-        classes, random_classes = s.classes, s.random_classes
+    """Command-line values win over the preset's; None means "take the preset's"."""
+    sc = config.sample
+    if classes is not None and random_classes is not None:
+        raise MiraiError("give either --classes or --random, not both")
+    if classes is None and random_classes is None and per_class is None:
+        classes, random_classes = sc.classes, sc.random_classes
+    weights = weights or sc.weights
+    cfg_scale = sc.cfg_scale if cfg_scale is None else cfg_scale
+    seed = sc.seed if seed is None else seed
     options = SampleOptions(
-        cfg_scale=s.cfg_scale if cfg_scale is None else cfg_scale, cfg_schedule=s.cfg_schedule,
-        cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-        precision=s.precision, compile=s.compile,
+        cfg_scale=cfg_scale, cfg_schedule=sc.cfg_schedule, cfg_interval=sc.cfg_interval,
+        temperature=sc.temperature, top_k=sc.top_k, top_p=sc.top_p, precision=sc.precision, compile=sc.compile,
     )
-    source = Path(checkpoint)
-    default_out = (source if source.is_dir() else source.parent) / "samples"
     return SampleJob(
-        checkpoint=str(checkpoint), out_dir=out_dir or str(default_out), tokenizer=tokenizer,
-        weights=weights or s.weights, classes=classes, per_class=per_class or s.per_class,
-        random_classes=random_classes, options=options, batch_size=s.batch_size, shard_size=s.shard_size,
-        seed=s.seed if seed is None else seed, device=device,
+        checkpoint=source,
+        out_dir=str(out_dir or default_out_dir(source, weights, cfg_scale, seed)),
+        tokenizer=tokenizer,
+        default_tokenizer=config.tokenizer.checkpoint,
+        weights=weights,
+        classes=list(classes) if classes is not None else None,
+        per_class=per_class if per_class is not None else sc.per_class,
+        random_classes=random_classes,
+        options=options,
+        batch_size=sc.batch_size,
+        shard_size=sc.shard_size,
+        seed=seed,
+        device=device,
     )

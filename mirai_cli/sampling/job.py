@@ -26,7 +26,7 @@ from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
-from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer
+from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer, resolve_tokenizer_path
 
 
 @dataclass
@@ -34,6 +34,7 @@ class SampleJob:
     checkpoint: str  # run folder, checkpoint folder, .safetensors or LlamaGen c2i_*.pt
     out_dir: str
     tokenizer: str | None = None  # default: the tokenizer recorded in the checkpoint's meta.json
+    default_tokenizer: str | None = None  # used when neither `tokenizer` nor the checkpoint names one
     weights: str = "ema"  # ema | raw
     classes: list[int] | None = None  # explicit labels, one sample each, in order
     per_class: int = 50  # default plan: this many of every class
@@ -78,15 +79,19 @@ def shards_of_rank(total: int, shard_size: int, rank: int, world: int) -> list[r
 
 
 def _tokenizer_path(job: SampleJob, meta: dict[str, Any]) -> str:
+    """The VQ checkpoint file: given > recorded in the checkpoint (if still there) > the preset's."""
+    recorded = (meta.get("tokenizer") or {}).get("checkpoint") or (meta.get("tokenizer") or {}).get("path")
     if job.tokenizer:
-        return job.tokenizer
-    info = meta.get("tokenizer") or {}
-    for key in ("checkpoint", "path"):
-        if isinstance(info.get(key), str):
-            return info[key]
-    raise MiraiError(
-        f"{job.checkpoint} does not record its tokenizer: give the VQ checkpoint (e.g. vq_ds16_c2i.pt) explicitly"
-    )
+        chosen = job.tokenizer
+    elif isinstance(recorded, str) and (Path(recorded).exists() or not job.default_tokenizer):
+        chosen = recorded
+    elif job.default_tokenizer:
+        chosen = job.default_tokenizer
+    else:
+        raise MiraiError(
+            f"{job.checkpoint} does not record its tokenizer: give the VQ checkpoint (e.g. vq_ds16_c2i.pt) explicitly"
+        )
+    return str(resolve_tokenizer_path(chosen))
 
 
 def check_fit(gpt: GPT, meta: dict[str, Any], vq_cfg: Any, tok_path: str, tok_sha: str, job: SampleJob) -> tuple[int, int]:

@@ -24,9 +24,15 @@ from mirai_cli.tokenizer.vq_model import VQModel
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
+def tiny_vq(codebook: int) -> VQConfig:
+    """4x downsampling (16 px images from a 4x4 grid), 16 channels."""
+    return VQConfig(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, decoder_num_res_blocks=1, z_channels=16,
+                    codebook_size=codebook, codebook_dim=4, norm_groups=8)
+
+
 def make_tokenizer(path: Path, codebook: int = 64) -> Path:
     torch.manual_seed(0)
-    cfg = VQConfig.tiny(ch=16, z_channels=16, codebook_size=codebook, codebook_dim=4)
+    cfg = tiny_vq(codebook)
     return save_tokenizer(path, VQModel(cfg), cfg, {"image_size": 16})
 
 
@@ -167,7 +173,7 @@ def test_bad_inputs(setup, tmp_path):
     with pytest.raises(MiraiError, match="image size 32 does not fit"):
         run_sample_job(job_for(run, tmp_path / "c", image_size=32), env=CPU)
     torch.manual_seed(5)
-    cfg = VQConfig.tiny(ch=16, z_channels=16, codebook_size=64, codebook_dim=4)
+    cfg = tiny_vq(64)
     twin = save_tokenizer(tmp_path / "twin.pt", VQModel(cfg), cfg, {})  # same shape, other weights
     with pytest.raises(MiraiError, match="trained on codes of another tokenizer"):
         run_sample_job(job_for(run, tmp_path / "d", tokenizer=str(twin)), env=CPU)
@@ -218,3 +224,29 @@ def test_torchrun_two_processes(setup, tmp_path):
     assert results == ["0 4 True", "1 2 False"]  # 3 shards of 2: rank 0 takes shards 0 and 2, rank 1 shard 1
     assert pngs(split) == pngs(single)
     assert (split / "samples.npz").is_file()
+
+
+def test_job_from_preset_and_tokenizer_fallback(setup, tmp_path):
+    from mirai_cli.config import MiraiConfig
+    from mirai_cli.sampling.from_config import sample_job_from_config
+
+    _, tok, run = setup
+    config = MiraiConfig()
+    config.sample.cfg_scale, config.sample.top_k, config.tokenizer.checkpoint = 1.5, 7, str(tok)
+    job = sample_job_from_config(config, str(run), seed=4, classes=[2, 1])
+    assert job.out_dir == str(run / "samples" / "step_00000010-ema-cfg1.5-seed4")
+    assert (job.options.cfg_scale, job.options.top_k, job.classes, job.seed) == (1.5, 7, [2, 1], 4)
+    assert job.default_tokenizer == str(tok)
+    job = sample_job_from_config(config, str(tmp_path / "c2i_B_256.pt"), weights="raw", cfg_scale=2.0)
+    assert job.out_dir == str(Path("samples") / "c2i_B_256-raw-cfg2-seed0") and job.per_class == 50
+
+    # A checkpoint that does not record its tokenizer falls back to the preset's tokenizer.
+    bare = make_run(tmp_path / "bare", tok)
+    meta_path = bare / "checkpoints" / "step_00000010" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["tokenizer"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(MiraiError, match="does not record its tokenizer"):
+        run_sample_job(job_for(bare, tmp_path / "o1", classes=[0]), env=CPU)
+    res = run_sample_job(job_for(bare, tmp_path / "o2", classes=[0], default_tokenizer=str(tok)), env=CPU)
+    assert res.generated == 1

@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import click
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from typer.core import TyperGroup
 
-from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, err_console, handle_errors
+from mirai_cli.cli.common import (
+    PresetOption,
+    SetOption,
+    config_from_options,
+    console,
+    err_console,
+    handle_errors,
+)
 from mirai_cli.errors import MiraiError
 
 
@@ -53,32 +67,23 @@ def _progress() -> tuple[Progress, Any]:
     return bar, update
 
 
-def _settings(presets: Optional[List[str]], overrides: Optional[List[str]], given: dict[str, Any]) -> tuple[Any, Optional[str]]:
+def _settings(presets: list[str] | None, overrides: list[str] | None, given: dict[str, Any]) -> tuple[Any, str | None]:
     """EvalSettings from the preset's eval section (only when --preset/--set is given), then explicit options."""
     from mirai_cli.evaluation import EvalSettings
+    from mirai_cli.evaluation.from_config import eval_settings_from_config
 
-    base: dict[str, Any] = {}
-    reference = None
+    settings, reference = EvalSettings(), None
     if presets or overrides:
-        cfg = config_from_options(presets, overrides)
-        ev = cfg.eval
-        base = {"metrics": tuple(ev.metrics), "extractor": ev.extractor, "inception_weights": ev.inception_weights,
-                "kid_subset_size": ev.kid_subset_size, "isc_splits": ev.isc_splits,
-                "prc_neighborhood": ev.prc_neighborhood, "batch_size": ev.batch_size}
-        for name in ("kid_subsets", "resize", "ref_limit", "seed", "device", "num_workers", "cache_dir"):
-            if hasattr(ev, name):  # fields the eval section may grow
-                base[name] = getattr(ev, name)
-        reference = ev.reference or cfg.data.source  # a built-in data set means its train split
-    fields = {f.name for f in dataclasses.fields(EvalSettings)}
-    base.update({k: v for k, v in given.items() if v is not None and k in fields})
-    return EvalSettings(**base), reference
+        settings, reference = eval_settings_from_config(config_from_options(presets, overrides))
+    explicit = {f.name for f in dataclasses.fields(EvalSettings)} & {k for k, v in given.items() if v is not None}
+    return dataclasses.replace(settings, **{k: given[k] for k in explicit}), reference
 
 
 def _metric_table(result: Any) -> Table:
     from mirai_cli.evaluation.result import fmt_value
 
     ext = result.extractor
-    table = Table(title=f"mirai eval · {ext['name']}", title_justify="left")
+    table = Table(title=f"mirai eval · {ext['name']}", title_justify="left", min_width=44)
     table.add_column("metric", style="bold cyan")
     table.add_column("value", justify="right")
     for name, value in result.named().items():
@@ -104,32 +109,32 @@ def _default_out(samples: Path) -> Path:
 @handle_errors
 def run(
     samples: Path = typer.Argument(..., help="generated images: a folder (png/jpg, searched recursively) or an .npz with arr_0"),
-    ref: Optional[str] = typer.Option(None, "--ref", "-r", help="reference: folder, .npz, ADM batch (uses its mu/sigma), "
+    ref: str | None = typer.Option(None, "--ref", "-r", help="reference: folder, .npz, ADM batch (uses its mu/sigma), "
                                       "fashion-mnist, or a `mirai eval stats` file"),
     fid: bool = typer.Option(False, "--fid", help="Frechet distance (default when no metric is named)"),
     isc: bool = typer.Option(False, "--isc", help="Inception Score"),
     kid: bool = typer.Option(False, "--kid", help="Kernel Inception Distance"),
     prc: bool = typer.Option(False, "--prc", help="precision / recall (same extractor as FID, like ADM)"),
-    extractor: Optional[str] = typer.Option(None, "--extractor", "-e", help="inception-v3-compat (default), "
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help="inception-v3-compat (default), "
                                             "efficientnet-lite0/1/2 (offline; not comparable with published FID)"),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="local "
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local "
                                                      "weights-inception-2015-12-05-6726825d.pth (else $MIRAI_INCEPTION_WEIGHTS)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="metrics JSON (default: <samples>.metrics.json beside the samples)"),
-    resize: Optional[int] = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop); off by default"),
-    ref_limit: Optional[int] = typer.Option(None, "--ref-limit", help="use a random subset of N reference images"),
-    kid_subset_size: Optional[int] = typer.Option(None, "--kid-subset-size", help="KID subset size (default 1000)"),
-    kid_subsets: Optional[int] = typer.Option(None, "--kid-subsets", help="KID subsets (default 100)"),
-    isc_splits: Optional[int] = typer.Option(None, "--isc-splits", help="IS splits (default 10)"),
-    prc_neighborhood: Optional[int] = typer.Option(None, "--prc-neighborhood", help="precision/recall k (default 3)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="images per extractor batch (default 64)"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="reference feature cache (default ~/.cache/mirai/eval)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="metrics JSON (default: <samples>.metrics.json beside the samples)"),
+    resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop); off by default"),
+    ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N reference images"),
+    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help="KID subset size (default 1000)"),
+    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help="KID subsets (default 100)"),
+    isc_splits: int | None = typer.Option(None, "--isc-splits", help="IS splits (default 10)"),
+    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help="precision/recall k (default 3)"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="images per extractor batch (default 64)"),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
+    workers: int | None = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
+    seed: int | None = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="reference feature cache (default ~/.cache/mirai/eval)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the reference cache"),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    presets: Optional[List[str]] = PresetOption,
-    overrides: Optional[List[str]] = SetOption,
+    presets: list[str] | None = PresetOption,
+    overrides: list[str] | None = SetOption,
 ) -> None:
     """Compute metrics of SAMPLES against --ref; prints a table and writes JSON. Exit 0 only when every asked
     metric was computed."""
@@ -172,19 +177,19 @@ def stats(
     reference: str = typer.Argument(..., help="reference images: folder, .npz, ADM batch, or fashion-mnist[:test]"),
     out: Path = typer.Option(..., "--out", "-o", help="statistics file to write (.npz)"),
     features: bool = typer.Option(False, "--features", help="also store features, so KID and precision/recall can use the file"),
-    extractor: Optional[str] = typer.Option(None, "--extractor", "-e", help="feature extractor (default inception-v3-compat)"),
-    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="local Inception weights file"),
-    resize: Optional[int] = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop)"),
-    ref_limit: Optional[int] = typer.Option(None, "--ref-limit", help="use a random subset of N images"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="images per extractor batch"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="image decoding processes"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed of --ref-limit"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="feature cache folder"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help="feature extractor (default inception-v3-compat)"),
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local Inception weights file"),
+    resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop)"),
+    ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N images"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="images per extractor batch"),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda"),
+    workers: int | None = typer.Option(None, "--workers", help="image decoding processes"),
+    seed: int | None = typer.Option(None, "--seed", help="seed of --ref-limit"),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="feature cache folder"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
-    presets: Optional[List[str]] = PresetOption,
-    overrides: Optional[List[str]] = SetOption,
+    presets: list[str] | None = PresetOption,
+    overrides: list[str] | None = SetOption,
 ) -> None:
     """Compute a reference's FID statistics once (mu/sigma; --features adds what KID/PRC need)."""
     from mirai_cli.evaluation import compute_reference_stats

@@ -9,8 +9,14 @@ In-process use (e.g. from `mirai ablate`):
 """
 
 from mirai_cli.evaluation.cache import FeatureCache, default_cache_dir
-from mirai_cli.evaluation.evaluate import compute_reference_stats, evaluate
-from mirai_cli.evaluation.extractors import EXTRACTORS, METRICS, ExtractorInfo, get_extractor, register_extractor
+from mirai_cli.evaluation.compute import compute_reference_stats, evaluate
+from mirai_cli.evaluation.extractors import (
+    EXTRACTORS,
+    METRICS,
+    ExtractorInfo,
+    get_extractor,
+    register_extractor,
+)
 from mirai_cli.evaluation.images import RESIZE_POLICY, ImageSet, open_images
 from mirai_cli.evaluation.reference import Reference, open_reference
 from mirai_cli.evaluation.result import EvalResult

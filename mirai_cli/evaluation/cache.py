@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def default_cache_dir() -> Path:
 class FeatureCache:
     """`root=None` disables caching (nothing is read or written)."""
 
-    def __init__(self, root: Optional[str | Path]) -> None:
+    def __init__(self, root: str | Path | None) -> None:
         self.root = Path(root) if root is not None else None
         self.memo = HashMemo(self.root / "file_hashes.json" if self.root is not None else None)
 
@@ -46,7 +46,7 @@ class FeatureCache:
         assert self.root is not None
         return self.root / "features" / key
 
-    def load_features(self, key: str, layer: str) -> Optional[np.ndarray]:
+    def load_features(self, key: str, layer: str) -> np.ndarray | None:
         if self.root is None:
             return None
         path = self._dir(key) / f"{layer}.npy"
@@ -55,7 +55,7 @@ class FeatureCache:
         except (OSError, ValueError):
             return None  # a damaged entry is recomputed
 
-    def load_stats(self, key: str, layer: str) -> Optional[FidStats]:
+    def load_stats(self, key: str, layer: str) -> FidStats | None:
         if self.root is None:
             return None
         path = self._dir(key) / f"{layer}.fid.npz"

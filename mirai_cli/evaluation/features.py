@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ ProgressFn = Callable[[str, int, int], None]
 
 def extract_features(images: ImageSet, ext: LoadedExtractor, *, device: torch.device, batch_size: int,
                      num_workers: int = 0, label: str = "features",
-                     progress: Optional[ProgressFn] = None) -> dict[str, np.ndarray]:
+                     progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
     """All of the extractor's requested layers for every image, float32 [N, D] per layer, in image order.
     Same computation as torch-fidelity's get_featuresdict_from_dataset, with our progress and error reporting."""
     module = ext.module

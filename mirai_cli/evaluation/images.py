@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class _FolderBackend(_Backend):
             try:
                 with Image.open(path) as im:
                     size = (im.height, im.width)
-            except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+            except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError... for bad files
                 bad.append((path, str(e) or type(e).__name__))
                 continue
             self.sizes[size] += 1
@@ -105,7 +106,7 @@ class _FolderBackend(_Backend):
 class _ArrayBackend(_Backend):
     kind = "array"
 
-    def __init__(self, images: np.ndarray, origin: str, file: Optional[Path] = None) -> None:
+    def __init__(self, images: np.ndarray, origin: str, file: Path | None = None) -> None:
         self.origin, self.file = origin, file
         self.kind = "npz" if file is not None else "array"
         if images.dtype != np.uint8:
@@ -165,8 +166,8 @@ class _SourceBackend(_Backend):
 class ImageSet:
     """A checked, indexable set of RGB uint8 images of one size (after the optional resize)."""
 
-    def __init__(self, backend: _Backend, resize: Optional[int] = None,
-                 indices: Optional[np.ndarray] = None) -> None:
+    def __init__(self, backend: _Backend, resize: int | None = None,
+                 indices: np.ndarray | None = None) -> None:
         if resize is not None and resize < 8:
             raise MiraiError(f"--resize {resize} is too small; give the side in pixels (e.g. 256)")
         self._backend, self.resize, self._indices = backend, resize, indices
@@ -192,7 +193,7 @@ class ImageSet:
         part = f" (subset of {len(self._backend)})" if self._indices is not None else ""
         return f"{len(self)} images{part} of {_fmt(self.size)}{extra} from {self.kind} {self.origin}"
 
-    def content_id(self, memo: Optional[HashMemo] = None) -> str:
+    def content_id(self, memo: HashMemo | None = None) -> str:
         """Hash of the pixels' source and of what is done to them (resize, subset)."""
         base = self._backend.content_id(memo or HashMemo(None))
         sub = sha256_bytes(self._indices.astype(np.int64).tobytes())[:16] if self._indices is not None else "all"
@@ -211,7 +212,7 @@ class ImageSet:
             img = center_crop_arr(img, self.resize)
         return img
 
-    def subset(self, limit: int, seed: int = 0) -> "ImageSet":
+    def subset(self, limit: int, seed: int = 0) -> ImageSet:
         """`limit` images drawn at random (fixed seed, sorted order); the whole set when it is smaller."""
         if limit >= len(self):
             return self
@@ -219,7 +220,7 @@ class ImageSet:
         base = self._indices[picked] if self._indices is not None else picked
         return ImageSet(self._backend, self.resize, base)
 
-    def torch_dataset(self) -> "TorchImages":
+    def torch_dataset(self) -> TorchImages:
         return TorchImages(self)
 
 
@@ -239,12 +240,12 @@ class TorchImages(torch.utils.data.Dataset):
             if arr.shape[:2] != self.images.size:
                 raise ValueError(f"size {_fmt(arr.shape[:2])} differs from the set's {_fmt(self.images.size)}")
             return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).contiguous(), i, ""
-        except Exception as e:  # reported by the caller with the file's name
+        except Exception as e:  # noqa: BLE001 - reported by the caller with the file's name
             h, w = self.images.size
             return torch.zeros(3, h, w, dtype=torch.uint8), i, f"{type(e).__name__}: {e}"
 
 
-def open_images(spec: str | Path | np.ndarray, *, resize: Optional[int] = None, what: str = "samples") -> ImageSet:
+def open_images(spec: str | Path | np.ndarray, *, resize: int | None = None, what: str = "samples") -> ImageSet:
     """A folder (searched recursively), an .npz with `arr_0` (or `images`), or a uint8 array (N,H,W,3)."""
     if isinstance(spec, np.ndarray):
         return ImageSet(_ArrayBackend(spec, f"<{what} array>"), resize)
@@ -263,12 +264,12 @@ def open_images(spec: str | Path | np.ndarray, *, resize: Optional[int] = None, 
     raise MiraiError(f"{what} not found: {path}")
 
 
-def images_from_source(source: Any, spec: str, resize: Optional[int] = None) -> ImageSet:
+def images_from_source(source: Any, spec: str, resize: int | None = None) -> ImageSet:
     return ImageSet(_SourceBackend(source, spec), resize)
 
 
 def iterate_batches(images: ImageSet, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                    on_batch: Optional[Callable[[int], None]] = None) -> Iterator[torch.Tensor]:
+                    on_batch: Callable[[int], None] | None = None) -> Iterator[torch.Tensor]:
     """Yield uint8 batches [B,3,H,W]; a file that fails to decode stops with its path."""
     loader = torch.utils.data.DataLoader(images.torch_dataset(), batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers, pin_memory=pin_memory, drop_last=False)

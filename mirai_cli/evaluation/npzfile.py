@@ -17,7 +17,7 @@ from mirai_cli.errors import MiraiError
 def npz_keys(path: str | Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as zf:
-            return [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
+            return [n.removesuffix(".npy") for n in zf.namelist()]
     except (OSError, zipfile.BadZipFile) as e:
         raise MiraiError(f"cannot read {path}: not a valid .npz file ({e})") from e
 

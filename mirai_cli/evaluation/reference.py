@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -27,16 +27,16 @@ INCEPTION = "inception-v3-compat"
 class Reference:
     spec: str
     kind: str  # folder | npz | adm | dataset | stats | images
-    images: Optional[ImageSet] = None
-    stats: Optional[FidStats] = None  # stored FID statistics of the whole reference
-    stats_extractor: Optional[str] = None  # extractor the stored statistics were made with
-    stats_weights: Optional[str] = None  # sha256 of those weights; None = not recorded (ADM batches)
-    stats_layer: Optional[str] = None
+    images: ImageSet | None = None
+    stats: FidStats | None = None  # stored FID statistics of the whole reference
+    stats_extractor: str | None = None  # extractor the stored statistics were made with
+    stats_weights: str | None = None  # sha256 of those weights; None = not recorded (ADM batches)
+    stats_layer: str | None = None
     features: dict[str, np.ndarray] = field(default_factory=dict)  # stored features (stats file --features)
     meta: dict[str, Any] = field(default_factory=dict)
     count: int = 0
-    image_size: Optional[Size] = None
-    file: Optional[Path] = None
+    image_size: Size | None = None
+    file: Path | None = None
 
     def content_id(self, memo: HashMemo) -> str:
         if self.file is not None and self.images is None:
@@ -60,8 +60,8 @@ def _builtin_names() -> set[str]:
     return set(BUILTIN)
 
 
-def open_reference(spec: str | Path | np.ndarray | ImageSet, *, resize: Optional[int] = None,
-                   limit: Optional[int] = None, seed: int = 0) -> Reference:
+def open_reference(spec: str | Path | np.ndarray | ImageSet, *, resize: int | None = None,
+                   limit: int | None = None, seed: int = 0) -> Reference:
     """Resolve a reference spec. `limit` keeps a random subset of reference images (fixed seed)."""
     if isinstance(spec, ImageSet):
         ref = Reference(spec.origin, "images", images=spec)
@@ -91,7 +91,7 @@ def open_reference(spec: str | Path | np.ndarray | ImageSet, *, resize: Optional
     return ref
 
 
-def _open_npz(path: Path, resize: Optional[int]) -> Reference:
+def _open_npz(path: Path, resize: int | None) -> Reference:
     keys = npz_keys(path)
     if is_stats_file(keys):
         sf = read_stats_file(path)

@@ -8,7 +8,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from mirai_cli.evaluation.fileio import write_json
 
@@ -98,7 +98,7 @@ class EvalResult:
         return write_json(path, self.to_dict())
 
 
-def fmt_value(value: Optional[float]) -> str:
+def fmt_value(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return str(value)
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"

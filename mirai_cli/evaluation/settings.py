@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -18,23 +17,23 @@ from mirai_cli.evaluation.extractors import METRICS, get_extractor
 class EvalSettings:
     metrics: tuple[str, ...] = ("fid",)  # any of fid, isc, kid, prc
     extractor: str = "inception-v3-compat"
-    inception_weights: Optional[str] = None  # local file; else $MIRAI_INCEPTION_WEIGHTS, hub cache, download
+    inception_weights: str | None = None  # local file; else $MIRAI_INCEPTION_WEIGHTS, hub cache, download
     allow_download: bool = True
     batch_size: int = 64
-    device: Optional[str] = None  # None: cuda when available, else cpu
-    num_workers: Optional[int] = None  # image decoding processes; None: 0 on CPU, up to 8 on CUDA
+    device: str | None = None  # None: cuda when available, else cpu
+    num_workers: int | None = None  # image decoding processes; None: 0 on CPU, up to 8 on CUDA
     isc_splits: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     prc_neighborhood: int = 3
-    resize: Optional[int] = None  # resize every image (samples and reference) to SxS, ADM centre crop
-    ref_limit: Optional[int] = None  # use a random subset of this many reference images
+    resize: int | None = None  # resize every image (samples and reference) to SxS, ADM centre crop
+    ref_limit: int | None = None  # use a random subset of this many reference images
     seed: int = 2020  # torch-fidelity's rng_seed (KID subsets, IS shuffle) and the reference subset
-    cache_dir: Optional[str] = None  # None: default_cache_dir()
+    cache_dir: str | None = None  # None: default_cache_dir()
     use_cache: bool = True
     extra: dict = field(default_factory=dict)  # reserved for forward-compatible preset fields
 
-    def validated(self) -> "EvalSettings":
+    def validated(self) -> EvalSettings:
         metrics = tuple(dict.fromkeys(m.lower() for m in self.metrics))
         unknown = [m for m in metrics if m not in METRICS]
         if not metrics or unknown:
@@ -62,7 +61,7 @@ class EvalSettings:
             return max(0, self.num_workers)
         return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
-    def cache_root(self) -> Optional[Path]:
+    def cache_root(self) -> Path | None:
         if not self.use_cache:
             return None
         return Path(os.path.expanduser(self.cache_dir)) if self.cache_dir else default_cache_dir()

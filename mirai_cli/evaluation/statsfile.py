@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def is_stats_file(keys: list[str]) -> bool:
 
 
 def write_stats_file(path: str | Path, stats: FidStats, meta: dict[str, Any],
-                     features: Optional[dict[str, np.ndarray]] = None) -> Path:
+                     features: dict[str, np.ndarray] | None = None) -> Path:
     meta = {"format": STATS_FORMAT, "version": STATS_VERSION, **meta}
     arrays = {"mu": stats.mu, "sigma": stats.sigma, META_KEY: np.array(json.dumps(meta))}
     for layer, feats in (features or {}).items():

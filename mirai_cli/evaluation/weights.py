@@ -11,8 +11,9 @@ import importlib
 import os
 import socket
 import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
@@ -39,13 +40,17 @@ def network_available(host: str = PROBE_HOST, port: int = PROBE_PORT, timeout: f
     thread, so a resolver that hangs cannot hold the command; MIRAI_OFFLINE=1 skips the probe."""
     if os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes"):
         return False
+    proxy = urllib.request.getproxies().get("https")
+    if proxy:  # downloads go through the proxy: it is the host that must answer
+        parsed = urllib.parse.urlparse(proxy if "://" in proxy else "http://" + proxy)
+        host, port = parsed.hostname or host, parsed.port or 8080
     result: list[bool] = []
 
     def probe() -> None:
         try:
             with socket.create_connection((host, port), timeout=timeout):
                 result.append(True)
-        except Exception:  # any failure (DNS, refused, blocked) means "offline" here
+        except Exception:  # noqa: BLE001 - any failure (DNS, refused, blocked) means "offline" here
             result.append(False)
 
     t = threading.Thread(target=probe, daemon=True)
@@ -61,8 +66,8 @@ def inception_missing_message(reason: str) -> str:
             "--extractor efficientnet-lite2 (offline, but not comparable with published FID)")
 
 
-def resolve_inception_weights(explicit: Optional[str | Path] = None, allow_download: bool = True
-                              ) -> tuple[Optional[Path], str]:
+def resolve_inception_weights(explicit: str | Path | None = None, allow_download: bool = True
+                              ) -> tuple[Path | None, str]:
     """(path, origin). path None means: let torch-fidelity download it now (the network answered)."""
     if explicit:
         p = Path(os.path.expanduser(str(explicit)))

@@ -4,7 +4,6 @@ file the test makes) registered with torch-fidelity and `mirai eval` as "tiny-te
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +60,7 @@ class TinyExtractor(FeatureExtractorBase):
         return None
 
 
-def _weights(explicit: Optional[str], allow_download: bool):
+def _weights(explicit: str | None, allow_download: bool):
     return WEIGHTS["path"], "test file"
 
 

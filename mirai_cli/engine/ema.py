@@ -77,6 +77,6 @@ class EMA:
         self.module.load_state_dict(state_dict, strict=True)
         self.module.float()
 
-    def to(self, device: torch.device | str) -> "EMA":
+    def to(self, device: torch.device | str) -> EMA:
         self.module.to(device)
         return self

@@ -18,8 +18,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,9 +99,9 @@ def build_feature_cache(
     encoder: FrozenEncoder,
     *,
     batch_size: int = 64,
-    shard_entries: Optional[int] = None,
-    autocast_dtype: Optional[torch.dtype] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
+    shard_entries: int | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Compute (or finish computing) the encoder's features for every (entry, crop) of `store` (a TokenStore).
     batch_size counts crops per encoder call. autocast_dtype: e.g. torch.bfloat16 to run the encoder in bf16.
@@ -120,8 +121,10 @@ def build_feature_cache(
     }
     if (path / MANIFEST).is_file():
         old = _read_manifest(path)
-        if {k: old.get(k) for k in ("encoder", "store", "shape", "shard_entries")} != \
-                {k: head[k] for k in ("encoder", "store", "shape", "shard_entries")}:
+        # Identity, not provenance: the same weights found at another path (another HF cache) still match.
+        ident = lambda m: ({k: m["encoder"].get(k) for k in ENCODER_FIELDS},
+                           m.get("store"), m.get("shape"), m.get("shard_entries"))
+        if ident(old) != ident(json.loads(json.dumps(head))):
             raise MiraiError(f"teacher feature cache {path} was made with another encoder, weights or token store; "
                              "delete that folder to rebuild it")
         if old.get("status") == "complete":
@@ -160,7 +163,7 @@ def build_feature_cache(
                 pending = []
                 if progress is not None:
                     progress(done_entries, n_entries)
-        _atomic_write(path / f"{k:05d}.npy", lambda f: np.save(f, out, allow_pickle=False))
+        _atomic_write(path / f"{k:05d}.npy", lambda f, arr=out: np.save(f, arr, allow_pickle=False))
         _write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop})  # last
     _write_json(path / MANIFEST, {**head, "status": "complete"})
     return path
@@ -215,7 +218,7 @@ def open_feature_cache(
     encoder_name: str,
     input_size: tuple[int, int],
     *,
-    expect_encoder: Optional[dict[str, Any]] = None,
+    expect_encoder: dict[str, Any] | None = None,
 ) -> FeatureCache:
     """Open the finished cache of `encoder_name` at `input_size` next to `store`, checking that it was made from
     this store's crops. expect_encoder: fields of FrozenEncoder.describe() that must match (e.g. weights_sha256)."""

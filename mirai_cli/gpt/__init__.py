@@ -2,8 +2,10 @@
 
 from mirai_cli.gpt.checkpoint import load_gpt_checkpoint, save_gpt_weights
 from mirai_cli.gpt.config import NAMED_SIZES, GPTConfig
-from mirai_cli.gpt.generate import SampleOptions, generate
+from mirai_cli.gpt.generate import SampleOptions
 from mirai_cli.gpt.model import GPT, GPTOutput
+
+# `generate` (the function) stays in mirai_cli.gpt.generate: re-exported here it would shadow that module.
 
 __all__ = [
     "GPT",
@@ -11,7 +13,6 @@ __all__ = [
     "GPTConfig",
     "GPTOutput",
     "SampleOptions",
-    "generate",
     "load_gpt_checkpoint",
     "save_gpt_weights",
 ]

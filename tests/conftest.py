@@ -9,7 +9,8 @@ os.environ.setdefault("TORCH_HOME", os.path.join(os.path.dirname(__file__), ".to
 try:
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: the tiny test models gain nothing from more, and oversubscribed cores slow them badly.
+    torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
 

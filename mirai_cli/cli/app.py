@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mirai_cli import __version__
-from mirai_cli.cli import eval_cmd, presets, sample, train
+from mirai_cli.cli import ablate, eval_cmd, presets, sample, tokenize, train
 
 app = typer.Typer(
     name="mirai",
@@ -14,10 +14,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(presets.app, name="presets")
+app.add_typer(tokenize.app, name="tokenize")
 app.command("train")(train.train_command)
 app.command("sample")(sample.sample_command)
 app.add_typer(eval_cmd.app, name="eval")
+app.command("ablate")(ablate.ablate_command)
+app.add_typer(presets.app, name="presets")
 
 
 def _version(value: bool) -> None:

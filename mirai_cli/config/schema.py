@@ -100,6 +100,7 @@ class TokenizerConfig(Section):
     codebook_dim: Optional[int] = Field(None, ge=1, description="dimension of each code (L2-normalised)")
     num_res_blocks: int = Field(2, ge=1, description="ResNet blocks per encoder level")
     decoder_num_res_blocks: int = Field(3, ge=1, description="ResNet blocks per decoder level")
+    norm_groups: int = Field(32, ge=1, description="GroupNorm groups (LlamaGen: 32; small models need fewer)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the ResNet blocks")
     beta: float = Field(0.25, ge=0.0, description="commitment loss weight")
     checkpoint: Optional[str] = Field(
@@ -114,6 +115,7 @@ class TokenizerConfig(Section):
     disc_start: int = Field(20000, ge=0, description="tokenize fit: step at which the discriminator starts")
     encode_batch_size: int = Field(64, ge=1, description="tokenize encode: images per batch")
     shard_size: int = Field(4096, ge=1, description="tokenize encode: images per store shard")
+    fit_time_limit: Optional[float] = Field(None, gt=0, description="tokenize fit: stop (with a checkpoint) after this many seconds")
 
     @model_validator(mode="after")
     def _fill_named_size(self) -> "TokenizerConfig":

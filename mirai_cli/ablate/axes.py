@@ -1,0 +1,173 @@
+"""Ablation axes (SPEC.md section 9): one base preset x one axis -> variants that differ only on that axis.
+
+A variant is the base preset plus a few `--set` overrides. The baseline (foresight.source = "none") is
+always part of a study, so every table has the number to beat. For axes that only mean something with a
+teacher (level, layout, k, depth, lambda, warmup), the method comes from the base preset, or Mirai-E when
+the base has none; the encoder axis uses Mirai-I.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+from mirai_cli.config import MiraiConfig, load_config
+from mirai_cli.config.schema import ABLATE_AXES
+from mirai_cli.errors import MiraiError
+
+Value = Union[int, float, str]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # folder-safe, e.g. "k-3" or "baseline"
+    label: str  # for tables and plots, e.g. "k = 3"
+    axis_value: Optional[Value]  # None for the baseline
+    overrides: tuple[str, ...]  # on top of the base presets and the study's own overrides
+    seed: int = 0
+    config: Optional[MiraiConfig] = field(default=None, compare=False)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.axis_value is None
+
+
+# axis -> (preset field, method it needs, default values from the base config)
+AXIS_FIELDS: dict[str, str] = {
+    "level": "foresight.level",
+    "layout": "foresight.layout",
+    "k": "foresight.k",
+    "source": "foresight.source",
+    "depth": "foresight.depth",
+    "lambda": "foresight.lambda",
+    "encoder": "foresight.encoder",
+    "warmup": "foresight.warmup",
+}
+
+
+def default_values(axis: str, base: MiraiConfig) -> list[Value]:
+    """The paper's sweep of an axis, adapted to the base model's depth."""
+    layers = base.model.layers or 1
+    if axis == "level":
+        return ["output", "internal"]
+    if axis == "layout":
+        return ["1d", "2d"]
+    if axis == "k":
+        return [1, 3, 9] if base.foresight.layout == "2d" else [1, 3, 5]
+    if axis == "source":
+        return ["ema", "encoder"]
+    if axis == "depth":
+        return sorted({max(1, layers // 3), max(1, round(2 * layers / 3)), layers})
+    if axis == "lambda":
+        return [0.5, 1.0, 2.0, 4.0]
+    if axis == "encoder":
+        return ["dinov2-vit-s", "dinov2-vit-b", "dinov2-vit-l"]
+    if axis == "warmup":
+        return [0, "5ep", "15ep"]
+    raise MiraiError(f"unknown ablation axis '{axis}'; choose one of {', '.join(ABLATE_AXES)}")
+
+
+def method_for(axis: str, base: MiraiConfig) -> str:
+    if axis == "encoder":
+        return "encoder"
+    return base.foresight.source if base.foresight.source != "none" else "ema"
+
+
+def _toml_value(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return f'"{value}"'
+
+
+def _slug(value: Value) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
+
+
+def coerce_values(axis: str, values: Sequence[Any]) -> list[Value]:
+    """`--values 1,3,9` arrives as strings: numbers become numbers where the axis takes numbers."""
+    out: list[Value] = []
+    for raw in values:
+        value: Value = raw
+        if isinstance(raw, str):
+            text = raw.strip()
+            if axis in ("k", "depth") and text.isdigit():
+                value = int(text)
+            elif axis == "lambda":
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise MiraiError(f"--values for lambda must be numbers, got {text!r}") from None
+            elif axis == "warmup" and text.isdigit():
+                value = int(text)
+            else:
+                value = text
+        out.append(value)
+    if not out:
+        raise MiraiError(f"--values for {axis} is empty")
+    return out
+
+
+def expand(
+    presets: Sequence[str],
+    overrides: Sequence[str],
+    axis: str,
+    values: Optional[Sequence[Any]] = None,
+    seeds: Optional[Sequence[int]] = None,
+    baseline_seeds: int = 1,
+) -> list[Variant]:
+    """Variants of a study: the baseline (once per seed, plus `baseline_seeds - 1` extra seeds to measure the
+    noise), then one per axis value and seed. Each variant's config is validated here, so a bad value fails
+    before anything trains."""
+    if axis not in AXIS_FIELDS:
+        raise MiraiError(f"unknown ablation axis '{axis}'; choose one of {', '.join(AXIS_FIELDS)}")
+    base = load_config(list(presets), list(overrides))
+    chosen = coerce_values(axis, values) if values else default_values(axis, base)
+    seeds = list(seeds or base.ablate.seeds)
+    method = method_for(axis, base)
+    variants: list[Variant] = []
+
+    def make(name: str, label: str, value: Optional[Value], sets: list[str], seed: int) -> Variant:
+        sets = sets + [f"train.seed={seed}"]
+        try:
+            config = load_config(list(presets), list(overrides) + sets)
+        except MiraiError as exc:
+            raise MiraiError(f"ablation variant {label}: {exc}") from None
+        suffix = f"-s{seed}" if len(seeds) > 1 or seed != seeds[0] else ""
+        return Variant(name + suffix, label + (f" (seed {seed})" if suffix else ""), value, tuple(sets), seed, config)
+
+    baseline_seed_list = list(seeds) + [seeds[-1] + i for i in range(1, max(1, baseline_seeds))]
+    for seed in baseline_seed_list:
+        variants.append(make("baseline", "baseline", None, ["foresight.source=\"none\""], seed))
+    for value in chosen:
+        if axis == "source" and value == "none":
+            continue  # the baseline is already there
+        sets = [] if axis == "source" else [f"foresight.source=\"{method}\""]
+        if axis == "k" and base.foresight.offsets is not None:
+            raise MiraiError("the k axis needs foresight.offsets unset (explicit offsets fix the heads)")
+        if axis == "lambda" and isinstance(base.foresight.lambda_, list):
+            sets.append("foresight.lambda=" + _toml_value(value))
+        else:
+            sets.append(f"{AXIS_FIELDS[axis]}={_toml_value(value)}")
+        for seed in seeds:
+            variants.append(make(f"{axis}-{_slug(value)}", f"{axis} = {value}", value, sets, seed))
+    return variants
+
+
+def differing_fields(variants: Sequence[Variant]) -> list[str]:
+    """Dotted preset fields whose values differ between variants (what `--dry-run` shows)."""
+    dumps = [_flatten(v.config.model_dump(by_alias=True)) for v in variants if v.config is not None]
+    keys = sorted(set().union(*dumps)) if dumps else []
+    return [k for k in keys if len({repr(d.get(k)) for d in dumps}) > 1]
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,0 +1,180 @@
+"""Run a study: shared data, then for every variant train -> (at each evaluation step) sample -> evaluate.
+
+Layout of a study folder:
+    study.json                    the axis, the variants and their overrides (checked on a rerun)
+    runs/<variant>/               a normal run folder (preset.toml, checkpoints, metrics.jsonl)
+    runs/<variant>/evals.jsonl    one line per evaluation step: {"step", "metrics", "names", ...}
+    runs/<variant>/samples/step_XXXXXXXX/   the class-balanced samples that were evaluated
+    report.md / report.csv / report.json / convergence.png / grid_<variant>.png
+
+Everything resumes: a finished evaluation is never redone, an interrupted variant continues from its last
+checkpoint, and the shared tokenizer, token store and teacher-feature cache are built once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from mirai_cli.ablate.axes import Variant, differing_fields, expand
+from mirai_cli.config import MiraiConfig
+from mirai_cli.data.store import TokenStore
+from mirai_cli.engine.batches import duration_to_steps
+from mirai_cli.engine.checkpoints import latest_checkpoint, list_checkpoints
+from mirai_cli.engine.metrics_log import read_metrics
+from mirai_cli.engine.trainer import train
+from mirai_cli.errors import MiraiError
+from mirai_cli.evaluation import evaluate
+from mirai_cli.evaluation.from_config import eval_settings_from_config
+from mirai_cli.sampling import run_sample_job
+from mirai_cli.sampling.from_config import sample_job_from_config
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Study:
+    root: Path
+    axis: str
+    variants: list[Variant]
+
+    def run_dir(self, variant: Variant) -> Path:
+        return self.root / "runs" / variant.name
+
+    def evals_path(self, variant: Variant) -> Path:
+        return self.run_dir(variant) / "evals.jsonl"
+
+
+def plan_study(
+    presets: Sequence[str],
+    overrides: Sequence[str],
+    axis: str,
+    values: Optional[Sequence[Any]] = None,
+    out_dir: Optional[Path] = None,
+) -> Study:
+    """Expand the axis and fix every variant's run folder inside the study folder."""
+    probe = expand(presets, overrides, axis, values)
+    base = probe[0].config
+    assert base is not None
+    root = Path(out_dir) if out_dir else Path(base.ablate.out_dir.format(axis=axis))
+    variants = expand(presets, list(overrides), axis, values, baseline_seeds=base.ablate.baseline_seeds)
+    placed = []
+    for v in variants:
+        run = root / "runs" / v.name
+        sets = v.overrides + (f'train.run_dir="{run}"',)
+        from mirai_cli.config import load_config
+
+        placed.append(dataclasses.replace(v, overrides=sets, config=load_config(list(presets), list(overrides) + list(sets))))
+    check_extractor_is_not_a_teacher(placed)
+    return Study(root=root, axis=axis, variants=placed)
+
+
+def check_extractor_is_not_a_teacher(variants: Sequence[Variant]) -> None:
+    """A Mirai-I teacher judged by its own features would flatter itself."""
+    for v in variants:
+        cfg = v.config
+        assert cfg is not None
+        if cfg.foresight.source == "encoder" and cfg.foresight.encoder == cfg.eval.extractor:
+            raise MiraiError(
+                f"variant {v.label}: the evaluation extractor {cfg.eval.extractor} is also the Mirai-I teacher; "
+                "choose another with --set eval.extractor=... (e.g. inception-v3-compat or efficientnet-lite2)"
+            )
+
+
+def evaluation_steps(config: MiraiConfig, total_steps: int, steps_per_epoch: float) -> list[int]:
+    every = config.train.eval_every
+    if every is None:
+        return [total_steps]
+    interval = max(1, duration_to_steps(every, steps_per_epoch))
+    steps = list(range(interval, total_steps + 1, interval))
+    return steps if steps and steps[-1] == total_steps else steps + [total_steps]
+
+
+def write_study_file(study: Study, presets: Sequence[str], overrides: Sequence[str]) -> None:
+    study.root.mkdir(parents=True, exist_ok=True)
+    record = {
+        "axis": study.axis, "presets": list(presets), "overrides": list(overrides),
+        "variants": [{"name": v.name, "label": v.label, "value": v.axis_value, "seed": v.seed,
+                      "overrides": list(v.overrides)} for v in study.variants],
+        "differing_fields": differing_fields(study.variants),
+    }
+    path = study.root / "study.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        old_names = {item["name"]: item["overrides"] for item in old.get("variants", [])}
+        for item in record["variants"]:
+            if item["name"] in old_names and old_names[item["name"]] != item["overrides"]:
+                raise MiraiError(
+                    f"{study.root} holds a study whose variant {item['name']} was run with other settings; "
+                    "use another --out folder (nothing was overwritten)"
+                )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+
+
+def read_evals(path: Path) -> dict[int, dict[str, Any]]:
+    return {int(r["step"]): r for r in read_metrics(path)}
+
+
+def run_variant(study: Study, variant: Variant, progress: bool, log: Log) -> list[dict[str, Any]]:
+    """Train the variant to each evaluation step, sample class-balanced images there, evaluate them."""
+    config = variant.config
+    assert config is not None
+    store = TokenStore.open(config.data.store)
+    steps_per_epoch = len(store) / config.train.global_batch_size
+    total = duration_to_steps(config.train.duration, steps_per_epoch)
+    run_dir = study.run_dir(variant)
+    done = read_evals(study.evals_path(variant))
+    settings, reference = eval_settings_from_config(config)
+    for step in evaluation_steps(config, total, steps_per_epoch):
+        if step in done:
+            continue
+        latest = latest_checkpoint(run_dir)
+        if latest is None or latest[0] < step:
+            log(f"[{variant.name}] train to step {step}/{total}")
+            train(config, resume=latest is not None, run_dir=run_dir, stop_at=step, progress=progress)
+        folder = dict((s, f) for s, f in list_checkpoints(run_dir)).get(step)
+        if folder is None:
+            log(f"[{variant.name}] no checkpoint at step {step} (a later one exists); skipping that evaluation")
+            continue
+        samples_dir = run_dir / "samples" / f"step_{step:08d}"
+        job = sample_job_from_config(config, str(folder), out_dir=str(samples_dir),
+                                     per_class=config.ablate.eval_samples_per_class)
+        t0 = time.perf_counter()
+        sampled = run_sample_job(job)
+        t1 = time.perf_counter()
+        result = evaluate(sampled.npz, reference, settings)
+        if not result.ok:
+            raise MiraiError(f"[{variant.name}] evaluation at step {step} failed: {result.failed}")
+        record = {"step": step, "values": result.values, "names": result.names, "samples": sampled.total,
+                  "extractor": result.extractor.get("name"), "sample_s": t1 - t0,
+                  "eval_s": time.perf_counter() - t1}
+        with open(study.evals_path(variant), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        done[step] = record
+        log(f"[{variant.name}] step {step}: " + ", ".join(f"{result.names[k]} {v:.4g}" for k, v in result.values.items()
+                                                          if k in ("fid", "isc_mean", "kid_mean", "precision", "recall")))
+    return [done[s] for s in sorted(done)]
+
+
+def run_study(
+    study: Study,
+    presets: Sequence[str],
+    overrides: Sequence[str],
+    *,
+    prepare_data: Optional[Callable[[MiraiConfig], None]] = None,
+    progress: bool = True,
+    log: Log = print,
+) -> dict[str, list[dict[str, Any]]]:
+    """Run every variant (one after another); returns variant name -> evaluation records."""
+    write_study_file(study, presets, overrides)
+    if prepare_data is not None:
+        prepare_data(study.variants[0].config)  # type: ignore[arg-type]
+    results = {}
+    for variant in study.variants:
+        results[variant.name] = run_variant(study, variant, progress, log)
+    return results

@@ -1,0 +1,67 @@
+"""`mirai ablate --axis AXIS`: one base preset x one axis -> runs, a table and a convergence plot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mirai_cli.cli.common import PresetOption, SetOption, console, handle_errors
+from mirai_cli.config.schema import ABLATE_AXES
+
+
+@handle_errors
+def ablate_command(
+    axis: Optional[str] = typer.Option(None, "--axis", "-a", help=f"the axis to vary: {', '.join(ABLATE_AXES)} (default: ablate.axis)"),
+    presets: Optional[List[str]] = PresetOption,
+    overrides: Optional[List[str]] = SetOption,
+    values: Optional[str] = typer.Option(None, "--values", help="comma-separated axis values (default: the axis's own)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="study folder (default: ablate.out_dir)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the variants and the fields in which they differ"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Run a study: baseline + one variant per axis value, trained, sampled and evaluated along the way."""
+    from mirai_cli.ablate.axes import differing_fields
+    from mirai_cli.ablate.report import to_markdown, write_report
+    from mirai_cli.ablate.runner import plan_study, run_study
+    from mirai_cli.config import load_config
+    from mirai_cli.errors import MiraiError
+    from mirai_cli.tokenizer.from_config import ensure_tokenizer_and_store
+
+    start = time.perf_counter()
+    preset_list = list(presets or ["tiny"])
+    base = load_config(preset_list, list(overrides or []))
+    axis = axis or base.ablate.axis
+    if axis is None:
+        raise MiraiError(f"give --axis (one of {', '.join(ABLATE_AXES)}) or set ablate.axis in the preset")
+    value_list = [v for v in values.split(",")] if values else base.ablate.values
+    study = plan_study(preset_list, list(overrides or []), axis, value_list, out)
+    fields = [f for f in differing_fields(study.variants) if f != "train.run_dir"]
+    table = Table(title=f"mirai ablate --axis {axis}: {len(study.variants)} variants -> {study.root}")
+    table.add_column("variant", style="bold cyan")
+    for field in fields:
+        table.add_column(field)
+    for v in study.variants:
+        flat = v.config.model_dump(by_alias=True)  # type: ignore[union-attr]
+        row = []
+        for field in fields:
+            value = flat
+            for part in field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            row.append(escape(str(value)))
+        table.add_row(v.name, *row)
+    console.print(table)
+    if dry_run:
+        return
+    log = lambda msg: console.print(escape(msg))  # noqa: E731
+    results = run_study(study, preset_list, list(overrides or []),
+                        prepare_data=lambda cfg: ensure_tokenizer_and_store(cfg, show_progress=not quiet, log=log),
+                        progress=not quiet, log=log)
+    report = write_report(study.root, study.variants, results, axis)
+    console.print(to_markdown(report), markup=False, highlight=False)
+    console.print(f"[green]done[/] in {time.perf_counter() - start:.0f} s: {study.root}/report.md, report.csv, "
+                  f"report.json, convergence.png, grid_*.png")

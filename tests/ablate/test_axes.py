@@ -1,0 +1,61 @@
+"""Axis expansion: every axis gives variants that differ only in the axis fields (plus the method switch
+for the baseline), and the baseline is always there."""
+
+import pytest
+
+from mirai_cli.ablate.axes import AXIS_FIELDS, differing_fields, expand
+from mirai_cli.errors import MiraiError
+
+ALLOWED = {
+    "level": {"foresight.level", "foresight.source"},
+    "layout": {"foresight.layout", "foresight.source"},
+    "k": {"foresight.k", "foresight.source"},
+    "source": {"foresight.source"},
+    "depth": {"foresight.depth", "foresight.source"},
+    "lambda": {"foresight.lambda", "foresight.source"},
+    "encoder": {"foresight.encoder", "foresight.source"},
+    "warmup": {"foresight.warmup", "foresight.source"},
+}
+
+
+@pytest.mark.parametrize("axis", list(AXIS_FIELDS))
+def test_every_axis_expands_to_variants_differing_only_on_it(axis):
+    values = ["tokenizer", "efficientnet-lite0"] if axis == "encoder" else None
+    variants = expand(["tiny"], [], axis, values)
+    assert variants[0].is_baseline and variants[0].config.foresight.source == "none"
+    assert len(variants) >= 3
+    assert set(differing_fields(variants)) <= ALLOWED[axis]
+    assert AXIS_FIELDS[axis] in differing_fields(variants) or axis == "source"
+    names = [v.name for v in variants]
+    assert len(set(names)) == len(names)
+    seeds = {v.config.train.seed for v in variants}
+    assert seeds == {0}  # identical seeds across variants
+
+
+def test_defaults_follow_the_paper():
+    assert [v.axis_value for v in expand(["llamagen-b"], [], "k")][1:] == [1, 3, 9]
+    assert [v.axis_value for v in expand(["llamagen-b"], [], "depth")][1:] == [4, 8, 12]
+    assert [v.config.foresight.source for v in expand(["mirai-i"], [], "k")][1:] == ["encoder"] * 3
+    levels = expand(["mirai-e"], [], "level")
+    assert [(v.config.foresight.source, v.config.foresight.level) for v in levels] == [
+        ("none", "internal"), ("ema", "output"), ("ema", "internal")]
+
+
+def test_values_override_and_are_typed():
+    variants = expand(["tiny"], [], "k", ["2", "4"])
+    assert [v.config.foresight.k for v in variants[1:]] == [2, 4]
+    variants = expand(["tiny"], [], "lambda", ["0.5"])
+    assert variants[1].config.foresight.lambda_ == 0.5
+
+
+def test_baseline_seeds_add_noise_runs():
+    variants = expand(["tiny"], [], "source", baseline_seeds=2)
+    baselines = [v for v in variants if v.is_baseline]
+    assert [v.seed for v in baselines] == [0, 1] and len({v.name for v in baselines}) == 2
+
+
+def test_a_bad_value_names_the_variant():
+    with pytest.raises(MiraiError, match="variant depth = 9"):
+        expand(["tiny"], [], "depth", ["9"])
+    with pytest.raises(MiraiError, match="unknown ablation axis"):
+        expand(["tiny"], [], "colour")

@@ -1,0 +1,58 @@
+"""A real (tiny) study end to end: train -> sample -> evaluate at each evaluation step -> report; a rerun
+skips what is finished."""
+
+import json
+
+from conftest import tiny_overrides
+from mirai_cli.ablate.report import write_report
+from mirai_cli.ablate.runner import plan_study, run_study
+
+
+def study_overrides(tiny_store, tmp_path):
+    return tiny_overrides(tiny_store, tmp_path / "unused", **{
+        "train.duration": 4, "train.eval_every": 2, "train.ckpt_every": 2, "ablate.eval_samples_per_class": 3,
+        "eval.reference": str(tiny_store["npz"]), "eval.extractor": "efficientnet-lite0",
+        "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12,
+    })
+
+
+def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny_store, tmp_path):
+    overrides = study_overrides(tiny_store, tmp_path)
+    study = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "study")
+    assert [v.name for v in study.variants] == ["baseline", "source-ema"]
+    results = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
+    assert [r["step"] for r in results["baseline"]] == [2, 4]
+    report = write_report(study.root, study.variants, results, "source")
+    md = (study.root / "report.md").read_text()
+    for column in ["variant", "source", "FD-effnet-lite0", "IS-effnet-lite0", "KD-effnet-lite0", "Precision",
+                   "Recall", "@2", "@4", "steps to baseline", "speed-up"]:
+        assert column in md, (column, md)
+    csv_header = (study.root / "report.csv").read_text().splitlines()[0]
+    assert "steps to baseline" in csv_header
+    data = json.loads((study.root / "report.json").read_text())
+    assert {row["variant"] for row in data["rows"]} == {"baseline", "source-ema"}
+    assert all(row["fid"] is not None and row["fid"] >= 0 for row in data["rows"])
+    assert report["rows"][0]["steps_to_baseline_final"] in (2, 4)  # the baseline reaches its own final value
+    assert (study.root / "convergence.png").stat().st_size > 1000
+    assert (study.root / "grid_baseline.png").is_file() and (study.root / "grid_source-ema.png").is_file()
+
+    # A rerun finds everything done: no training, no sampling, no evaluation.
+    stamps = {p: p.stat().st_mtime_ns for p in study.root.rglob("*.safetensors")}
+    evals = (study.root / "runs" / "baseline" / "evals.jsonl").read_text()
+    again = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
+    assert again == results
+    assert {p: p.stat().st_mtime_ns for p in study.root.rglob("*.safetensors")} == stamps
+    assert (study.root / "runs" / "baseline" / "evals.jsonl").read_text() == evals
+
+
+def test_an_interrupted_variant_resumes_from_its_checkpoint(tiny_store, tmp_path):
+    overrides = study_overrides(tiny_store, tmp_path)
+    study = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "study")
+    # Simulate an interruption: the baseline trained to step 2 but nothing was evaluated yet.
+    from mirai_cli.engine.trainer import train
+
+    train(study.variants[0].config, stop_at=2, progress=False)
+    results = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
+    assert [r["step"] for r in results["baseline"]] == [2, 4]
+    metrics = [json.loads(line) for line in (study.root / "runs" / "baseline" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # steps 1-2 once, then 3-4 after the resume

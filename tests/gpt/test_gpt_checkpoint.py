@@ -140,3 +140,11 @@ def test_bad_paths(tmp_path):
         load_gpt_checkpoint(tmp_path / "other.pt")
     with pytest.raises(MiraiError, match="'ema' or 'raw'"):
         load_gpt_checkpoint(tmp_path / "other.pt", weights="best")
+
+
+def test_llamagen_3b_heads_are_not_64_wide():
+    with torch.device("meta"):
+        big = GPT(GPTConfig.named("GPT-3B", vocab_size=16384, num_classes=1000, grid=(24, 24)))
+    sd = {k: torch.empty(v.shape, device="meta") for k, v in big.state_dict().items()}
+    cfg = infer_config(sd, (24, 24))
+    assert (cfg.name, cfg.heads, cfg.head_dim, cfg.ffn_hidden) == ("GPT-3B", 32, 100, 8704)

@@ -326,6 +326,8 @@ class EvalConfig(Section):
     isc_splits: int = Field(10, ge=1, description="Inception Score splits")
     prc_neighborhood: int = Field(3, ge=1, description="precision/recall k-NN size")
     batch_size: int = Field(64, ge=1, description="images per feature-extraction batch")
+    ref_limit: Optional[int] = Field(None, ge=2, description="use a fixed random subset of this many reference images")
+    kid_subsets: int = Field(100, ge=1, description="KID subsets")
 
     @field_validator("extractor")
     @classmethod

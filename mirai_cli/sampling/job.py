@@ -21,7 +21,7 @@ from mirai_cli.data.crops import to_uint8
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
-from mirai_cli.gpt.generate import SampleOptions, generate
+from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
 from mirai_cli.sampling import outputs
@@ -123,7 +123,8 @@ def check_fit(gpt: GPT, meta: dict[str, Any], vq_cfg: Any, tok_path: str, tok_sh
     return size
 
 
-def identity_of(job: SampleJob, gpt_sha: str, tok_sha: str, labels: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
+def identity_of(job: SampleJob, gpt_sha: str, tok_sha: str, labels: np.ndarray, size: tuple[int, int],
+                device: torch.device) -> dict[str, Any]:
     """Everything that decides which image lands under which name (batch size and device aside)."""
     o = job.options
     return {
@@ -140,7 +141,7 @@ def identity_of(job: SampleJob, gpt_sha: str, tok_sha: str, labels: np.ndarray, 
         "temperature": o.temperature,
         "top_k": o.top_k,
         "top_p": o.top_p,
-        "precision": o.precision,
+        "precision": "bf16" if autocast_dtype(device, o.precision) is not None else "fp32",  # what really ran
     }
 
 
@@ -187,7 +188,7 @@ def run_sample_job(
 
     resumed, problem = False, ""
     if env.is_main:  # one process checks/claims the folder; the others wait for its verdict
-        identity = identity_of(job, file_sha256(meta["weights_file"]), tok_sha, labels, size)
+        identity = identity_of(job, file_sha256(meta["weights_file"]), tok_sha, labels, size, device)
         info = {
             "checkpoint": str(job.checkpoint), "tokenizer": tok_path, "step": meta.get("step"),
             "gpt_config": gpt_cfg.to_dict(), "plan": _plan_name(job), "shard_size": job.shard_size,

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Idle OpenMP threads sleep instead of spinning: spinning makes small ops crawl on a shared 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TORCH_HOME", os.path.join(os.path.dirname(__file__), ".torch_home_unused"))
 

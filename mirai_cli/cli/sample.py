@@ -17,7 +17,7 @@ def sample_command(
     ),
     presets: Optional[List[str]] = PresetOption,
     overrides: Optional[List[str]] = SetOption,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/samples)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/samples/<checkpoint>-<weights>-cfg<s>-seed<n>)"),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="VQ checkpoint (default: the one recorded in the run)"),
     weights: Optional[str] = typer.Option(None, "--weights", help="ema (default) or raw"),
     classes: Optional[str] = typer.Option(None, "--classes", help="explicit labels, e.g. 1,2,3 (one image each)"),

@@ -213,6 +213,7 @@ def train(
         "tokenizer": {"checkpoint": store.manifest.get("tokenizer_checkpoint"),
                       "sha256": store.manifest.get("tokenizer_sha256")},
         "store": str(store.path),
+        "grid": list(store.grid),
         "foresight": {"source": fc.source, "level": fc.level, "depth": fc.depth, "k": fc.k},
         "total_steps": total_steps,
     }

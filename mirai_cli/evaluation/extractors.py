@@ -181,7 +181,8 @@ def load_extractor(name: str, layers: list[str], *, weights: str | None = None, 
     if path is not None and name == "inception-v3-compat":
         check_inception_file(path)
     try:
-        module = create_feature_extractor(name, list(layers), cuda=False, verbose=False,
+        # verbose only when torch-fidelity downloads: its progress bar is then worth seeing
+        module = create_feature_extractor(name, list(layers), cuda=False, verbose=path is None,
                                           feature_extractor_weights_path=str(path) if path else None)
     except MiraiError:
         raise

@@ -31,6 +31,8 @@ RESIZE_POLICY = ("no silent resizing: one size per set and the same size for sam
                  "--resize S resizes every image (ADM centre crop to SxS)")
 
 Size = tuple[int, int]  # (height, width)
+# The layout `mirai sample` writes (mirai_cli/sampling/outputs.py): manifest, images/, samples.npz, grid.png.
+SAMPLE_MANIFEST, SAMPLE_IMAGES = "sample_manifest.json", "images"
 
 
 def _fmt(size: Size) -> str:
@@ -246,10 +248,13 @@ class TorchImages(torch.utils.data.Dataset):
 
 
 def open_images(spec: str | Path | np.ndarray, *, resize: int | None = None, what: str = "samples") -> ImageSet:
-    """A folder (searched recursively), an .npz with `arr_0` (or `images`), or a uint8 array (N,H,W,3)."""
+    """A folder (searched recursively; for a `mirai sample` folder, its images/), an .npz with `arr_0` (or
+    `images`), or a uint8 array (N,H,W,3)."""
     if isinstance(spec, np.ndarray):
         return ImageSet(_ArrayBackend(spec, f"<{what} array>"), resize)
     path = Path(os.path.expanduser(str(spec)))
+    if path.is_dir() and (path / SAMPLE_MANIFEST).is_file() and (path / SAMPLE_IMAGES).is_dir():
+        path = path / SAMPLE_IMAGES  # a `mirai sample` folder: its PNGs, not grid.png beside them
     if path.is_dir():
         return ImageSet(_FolderBackend(path.resolve()), resize)
     if path.is_file() and path.suffix.lower() == ".npz":

@@ -13,12 +13,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_extractor
 
-# One thread for torch and OpenBLAS: the 2 cores are shared with other jobs, and oversubscribed threads make
-# Inception 2-3x and FID's 2048x2048 eigvals (numpy/OpenBLAS busy-waiting) ~7x slower here.
-torch.set_num_threads(1)
 
-
-def _one_blas_thread() -> None:
+def _openblas_threads_fns():
+    """numpy's bundled OpenBLAS (set, get) thread functions, or (None, None)."""
     import ctypes
     import glob
     import os
@@ -26,14 +23,32 @@ def _one_blas_thread() -> None:
     import numpy
 
     for lib in glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs", "*openblas*")):
-        for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            fn = getattr(ctypes.CDLL(lib), symbol, None)
-            if fn is not None:
-                fn(1)
-                return
+        dll = ctypes.CDLL(lib)
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+            set_fn = getattr(dll, f"{prefix}set_num_threads{suffix}", None)
+            get_fn = getattr(dll, f"{prefix}get_num_threads{suffix}", None)
+            if set_fn is not None and get_fn is not None:
+                return set_fn, get_fn
+    return None, None
 
 
-_one_blas_thread()
+_BLAS_SET, _BLAS_GET = _openblas_threads_fns()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread for torch and OpenBLAS in these tests (restored after each): the 2 cores are shared with other
+    jobs, and oversubscribed threads make Inception 2-3x and FID's 2048x2048 eigvals (OpenBLAS busy-waiting)
+    ~7x slower here."""
+    torch_threads = torch.get_num_threads()
+    blas_threads = _BLAS_GET() if _BLAS_GET else None
+    torch.set_num_threads(1)
+    if _BLAS_SET:
+        _BLAS_SET(1)
+    yield
+    torch.set_num_threads(torch_threads)
+    if _BLAS_SET and blas_threads:
+        _BLAS_SET(blas_threads)
 
 
 @pytest.fixture(autouse=True)

@@ -108,3 +108,14 @@ def test_inception_fid_cached_stats_and_stored_mu_sigma(tmp_path, inception_file
     assert any("official Inception weights" in n for n in stored.notes)  # random test weights are not official
 
     assert no_network == []  # nothing tried to reach the network
+
+
+def test_download_failure_is_one_line(tmp_path, monkeypatch, no_network):
+    """The probe said online, then torch-fidelity's download fails (refused here): still one clear line."""
+    monkeypatch.setattr("mirai_cli.evaluation.weights.network_available", lambda *a, **k: True)
+    write_npz(tmp_path / "s.npz", images(4, size=32))
+    with pytest.raises(MiraiError) as e:
+        evaluate(tmp_path / "s.npz", tmp_path / "s.npz", settings(tmp_path))
+    assert "download failed" in str(e.value) and INCEPTION_URL in str(e.value) and "\n" not in str(e.value)
+    assert no_network  # torch-fidelity did try its normal download path
+    assert not hub_inception_path().exists()  # nothing half-written is left to be mistaken for weights

@@ -141,3 +141,12 @@ def test_uncompressed_npz_is_memory_mapped(tmp_path):
     packed = load_npz_array(tmp_path / "packed.npz", "arr_0")
     assert isinstance(plain, np.memmap) and not isinstance(packed, np.memmap)
     assert np.array_equal(plain, arr) and np.array_equal(packed, arr)
+
+
+def test_mirai_sample_folder_uses_its_images(tmp_path):
+    out = tmp_path / "samples"
+    write_folder(out / "images", images(6, size=16))
+    Image.fromarray(images(1, size=40)[0]).save(out / "grid.png")  # another size: would be "mixed sizes"
+    (out / "sample_manifest.json").write_text("{}")
+    found = open_images(out)
+    assert len(found) == 6 and found.size == (16, 16) and found.origin.endswith("images")

@@ -64,14 +64,18 @@ def store_bench(images: int, batch: int, precision: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--tiny-batches", type=int, default=20)
-    ap.add_argument("--vq16-batches", type=int, default=3)
+    ap.add_argument("--tiny-batch", type=int, default=64)
+    ap.add_argument("--tiny-batches", type=int, default=10)
+    ap.add_argument("--vq16-batch", type=int, default=4)
+    ap.add_argument("--vq16-batches", type=int, default=2)
     ap.add_argument("--store-images", type=int, default=2048)
     ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
-    print(json.dumps(encode_speed(VQConfig.tiny(), 32, args.batch * 8, args.tiny_batches, args.precision)))
-    print(json.dumps(encode_speed(VQConfig.vq16(), 256, args.batch, args.vq16_batches, args.precision)))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(encode_speed(VQConfig.tiny(), 32, args.tiny_batch, args.tiny_batches, args.precision)))
+    print(json.dumps(encode_speed(VQConfig.vq16(), 256, args.vq16_batch, args.vq16_batches, args.precision)))
     print(json.dumps(store_bench(args.store_images, 256, args.precision)))
 
 

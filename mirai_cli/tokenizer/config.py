@@ -86,7 +86,7 @@ class VQConfig:
         """A small tokenizer that trains in minutes on CPU (4x downsampling, codebook 512 x 8)."""
         base = {
             "name": "tiny", "ch": 32, "ch_mult": (1, 2, 2), "num_res_blocks": 1, "decoder_num_res_blocks": 1,
-            "z_channels": 32, "codebook_size": 512, "codebook_dim": 8, "norm_groups": 8,
+            "z_channels": 32, "codebook_size": 512, "codebook_dim": 8,
         }
         return cls(**{**base, **overrides})
 

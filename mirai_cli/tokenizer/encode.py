@@ -134,10 +134,11 @@ def encode_store(
         raise MiraiError(f"data source {source} holds no images")
     num_shards = (count + shard_size - 1) // shard_size
     head = {
-        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": sha, "tokenizer_config": cfg.to_dict(),
-        "source": src.to_manifest() | {"limit": limit}, "class_names": list(src.class_names),
-        "image_size": image_size, "crop_mode": crop_mode, "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode],
-        "grid": list(grid), "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
+        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": sha,
+        "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},
+        "class_names": list(src.class_names), "image_size": image_size, "crop_mode": crop_mode,
+        "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode], "grid": list(grid),
+        "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
         "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
         "extra": extra or {},
     }

@@ -133,6 +133,13 @@ def _train_batches(src: ImageSource, train_idx: np.ndarray, cfg: FitConfig, star
         yield np.stack(batch)
 
 
+def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear kernels and the codebook only (tensors with >= 2 dims), not on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
 def _check_resume(ckpt: dict[str, Any], cfg: FitConfig, path: Path) -> None:
     old = VQConfig.from_dict(ckpt["config"])
     if old != cfg.vq:
@@ -164,7 +171,7 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
     else:
         model = VQModel(cfg.vq).to(dev)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     perceptual = None
     if cfg.lpips:
         from mirai_cli.tokenizer.lpips import LPIPS
@@ -178,8 +185,7 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
         # fewer layers on small images, so that the last 4x4 convolutions still fit
         n_layers = max(1, min(cfg.disc_layers, int(math.log2(cfg.image_size / 3))))
         disc = PatchGANDiscriminator(n_layers=n_layers).to(dev).train()
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.disc_lr or cfg.lr, betas=cfg.betas,
-                                     weight_decay=cfg.weight_decay)
+        disc_opt = torch.optim.AdamW(_decay_groups(disc, cfg.weight_decay), lr=cfg.disc_lr or cfg.lr, betas=cfg.betas)
     restarter = DeadCodeRestarter(model.quantize, cfg.restart_dead_every)
 
     ckpt_path = out / "checkpoints" / "last.pt"
@@ -199,8 +205,8 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
 
     def save_state(step: int) -> None:
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "config": cfg.vq.to_dict(),
-                 "image_size": cfg.image_size, "step": step, "restarter": restarter.state_dict(), "rng": gen.get_state(),
-                 "fit_config": cfg.to_dict()}
+                 "image_size": cfg.image_size, "step": step, "restarter": restarter.state_dict(),
+                 "rng": gen.get_state(), "fit_config": cfg.to_dict()}
         if disc is not None:
             state["disc"], state["disc_optimizer"] = disc.state_dict(), disc_opt.state_dict()
         atomic_torch_save(state, ckpt_path)

@@ -328,6 +328,9 @@ class EvalConfig(Section):
     batch_size: int = Field(64, ge=1, description="images per feature-extraction batch")
     ref_limit: Optional[int] = Field(None, ge=2, description="use a fixed random subset of this many reference images")
     kid_subsets: int = Field(100, ge=1, description="KID subsets")
+    resize: Optional[int] = Field(
+        None, ge=8, description="resize samples and reference to this size (ADM centre crop) when they differ"
+    )
 
     @field_validator("extractor")
     @classmethod

@@ -67,12 +67,12 @@ class StorePixels:
     """The exact crops behind a token store's entries, as pixels in [0, 1]. Opens the recorded source once."""
 
     def __init__(self, store: Any) -> None:
-        from mirai_cli.data.crops import make_crops
+        from mirai_cli.data.crops import store_crops
         from mirai_cli.data.sources import open_source
 
         self.store = store
         m = store.manifest
-        self._make_crops = make_crops
+        self._store_crops = store_crops
         self.image_size, self.crop_mode = int(m["image_size"]), str(m["crop_mode"])
         src = m["source"]
         self.source = open_source(src["spec"], src.get("split", "train"))
@@ -86,7 +86,7 @@ class StorePixels:
         if int(label) != int(self.store.labels[i]):
             raise MiraiError(f"entry {i} of token store {self.store.path} has label {int(self.store.labels[i])} "
                              f"but its source image now has {label}: the source changed; tokenize it again")
-        return self._make_crops(img, self.image_size, self.crop_mode)
+        return self._store_crops(img, self.store.manifest)  # the recorded crop ratio too
 
     def get(self, indices: Iterable[int], crop_ids: Iterable[int]) -> torch.Tensor:
         """Pixels [B, 3, S, S] in [0, 1] of entries (indices[j], crop_ids[j]) (the online Mirai-I teacher's input)."""

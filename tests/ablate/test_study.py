@@ -12,7 +12,7 @@ def study_overrides(tiny_store, tmp_path):
     return tiny_overrides(tiny_store, tmp_path / "unused", **{
         "train.duration": 4, "train.eval_every": 2, "train.ckpt_every": 2, "ablate.eval_samples_per_class": 3,
         "eval.reference": str(tiny_store["npz"]), "eval.extractor": "efficientnet-lite0",
-        "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12,
+        "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12, "ablate.baseline_seeds": 1,
     })
 
 

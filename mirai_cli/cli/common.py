@@ -42,7 +42,7 @@ def handle_errors(func: F) -> F:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -30,8 +30,8 @@ def sample_command(
 ) -> None:
     """Sample class-conditional images with a KV cache and classifier-free guidance."""
     from mirai_cli.engine.run_dir import resolve_run_dir
-    from mirai_cli.sampling.from_config import sample_job_from_config
     from mirai_cli.sampling import run_sample_job
+    from mirai_cli.sampling.from_config import sample_job_from_config
 
     config = config_from_options(presets, overrides)
     source = checkpoint or str(resolve_run_dir(config))

@@ -13,8 +13,8 @@ from torch import nn
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
+from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, open_feature_cache
 from mirai_cli.foresight.teachers import EMATeacher, FrozenEncoder, build_encoder
-from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, cache_path, open_feature_cache
 from mirai_cli.foresight.teachers.encoders import encoder_input_size
 
 

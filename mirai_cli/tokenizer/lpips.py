@@ -51,7 +51,7 @@ def _vgg_features(vgg_weights: str | Path | None) -> nn.Sequential:
     except Exception as e:  # noqa: BLE001 - URLError, SSL, OSError...: no network and no cached copy
         hub = Path(torch.hub.get_dir()) / "checkpoints" / VGG_FILE
         raise MiraiError(f"LPIPS needs VGG16 weights: none at {hub} and the download failed ({type(e).__name__}); "
-                         f"put {VGG_FILE} there, give a local file (lpips VGG weights option), or turn LPIPS off")
+                         f"put {VGG_FILE} there, give a local file (lpips VGG weights option), or turn LPIPS off") from e
     return net.features
 
 

@@ -1,9 +1,9 @@
 """`mirai train` then `mirai sample` through the command line on the tiny store."""
 
 import numpy as np
+from conftest import tiny_overrides
 from typer.testing import CliRunner
 
-from conftest import tiny_overrides
 from mirai_cli.cli.app import app
 
 runner = CliRunner()

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import tiny_overrides
+
 from mirai_cli.config import load_config
 from mirai_cli.engine.metrics_log import read_metrics
 from mirai_cli.engine.trainer import train

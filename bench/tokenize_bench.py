@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from mirai_cli.data.store import store_info
+from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import save_tokenizer
 from mirai_cli.tokenizer.config import VQConfig
-from mirai_cli.tokenizer.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.vq_model import VQModel
 
 

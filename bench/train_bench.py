@@ -18,11 +18,11 @@ import torch
 from mirai_cli.config import load_config
 from mirai_cli.engine.ema import EMA
 from mirai_cli.engine.optim import build_adamw
-from mirai_cli.engine.precision import autocast, resolve_precision
 from mirai_cli.engine.trainer import TrainStep, gpt_config_from
 from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.teachers import EMATeacher, build_encoder
 from mirai_cli.gpt.model import GPT
+from mirai_cli.runtime import autocast, resolve_precision
 
 SHAPES = {
     "tiny": (["tiny"], [], 64),
@@ -77,10 +77,10 @@ def run_variant(shape: str, variant: str, steps: int, device: torch.device) -> d
     times, teacher_times = [], []
     for i in range(steps + 2):
         t0 = time.perf_counter()
-        with autocast(precision, device):
+        with autocast(device, precision):
             target = teacher_fn(tokens, labels) if teacher_fn else None
         t1 = time.perf_counter()
-        with autocast(precision, device):
+        with autocast(device, precision):
             losses = module(tokens, labels, target, weights)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)

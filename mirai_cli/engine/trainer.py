@@ -30,7 +30,6 @@ from mirai_cli.engine.distributed import DistEnv, all_reduce_mean, broadcast_obj
 from mirai_cli.engine.ema import EMA, unwrap_model
 from mirai_cli.engine.metrics_log import MetricsLog
 from mirai_cli.engine.optim import build_adamw, lr_at, set_lr
-from mirai_cli.engine.precision import autocast, resolve_precision
 from mirai_cli.engine.run_dir import prepare_run_dir, resolve_run_dir
 from mirai_cli.engine.teacher_source import TeacherSource, build_teacher_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
@@ -38,6 +37,7 @@ from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.schedule import LambdaSchedule
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
+from mirai_cli.runtime import autocast, resolve_precision
 
 
 @dataclass
@@ -260,13 +260,13 @@ def train(
                     teacher = None
                     if foresight_on:
                         assert teacher_source is not None
-                        with autocast(precision, device):
+                        with autocast(device, precision):
                             teacher = teacher_source.features(codes, labels, images, crops)
                     sync = contextlib.nullcontext()
                     if env.distributed and i < len(micro_batches) - 1:
                         sync = model.no_sync()  # type: ignore[operator]
                     with sync:
-                        with autocast(precision, device):
+                        with autocast(device, precision):
                             losses = model(codes, labels, teacher, weights)
                         (losses["loss"] / len(micro_batches)).backward()
                     for key, value in losses.items():

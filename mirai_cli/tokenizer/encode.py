@@ -15,9 +15,9 @@ from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crop
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
 from mirai_cli.errors import MiraiError
+from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer_with_extra, resolve_tokenizer_path
 from mirai_cli.tokenizer.progress import make_progress, warn
-from mirai_cli.tokenizer.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.vq_model import VQModel
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]  # crops, labels, indices, skipped

@@ -3,7 +3,7 @@ skips what is finished."""
 
 import json
 
-from conftest import tiny_overrides
+from mirai_testdata import tiny_overrides
 
 from mirai_cli.ablate.report import write_report
 from mirai_cli.ablate.runner import plan_study, run_study

@@ -1,7 +1,7 @@
 """`mirai tokenize fit | encode | info | decode` through the command line on tiny data the test makes."""
 
 import numpy as np
-from conftest import make_class_images
+from mirai_testdata import make_class_images
 from typer.testing import CliRunner
 
 from mirai_cli.cli.app import app

@@ -1,7 +1,7 @@
 """`mirai train` then `mirai sample` through the command line on the tiny store."""
 
 import numpy as np
-from conftest import tiny_overrides
+from mirai_testdata import tiny_overrides
 from typer.testing import CliRunner
 
 from mirai_cli.cli.app import app

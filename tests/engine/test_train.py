@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from mirai_testdata import tiny_overrides
 
 from mirai_cli.config import load_config
 from mirai_cli.engine.metrics_log import read_metrics

@@ -1,4 +1,4 @@
-"""Device and precision choice for tokenizer work (fit, encode, decode)."""
+"""Device and precision choice shared by every command (tokenizer work, training, benchmarks)."""
 
 from __future__ import annotations
 

@@ -169,12 +169,74 @@ def run_study(
     prepare_data: Optional[Callable[[MiraiConfig], None]] = None,
     progress: bool = True,
     log: Log = print,
+    only: Optional[str] = None,
+    jobs: int = 1,
+    values: Optional[Sequence[Any]] = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run every variant (one after another); returns variant name -> evaluation records."""
+    """Run the variants (all, or `only` one) and return variant name -> evaluation records.
+
+    jobs > 1 runs that many variants at once, each in its own `mirai ablate --only` process, pinned to one GPU
+    when GPUs are visible (variant i on GPU i % count). Data (tokenizer, store, teacher cache) is prepared once
+    first, so the processes only read it."""
     write_study_file(study, presets, overrides)
+    chosen = [v for v in study.variants if only is None or v.name == only]
+    if only is not None and not chosen:
+        raise MiraiError(f"no variant named {only!r} in this study; variants: {', '.join(v.name for v in study.variants)}")
     if prepare_data is not None:
         prepare_data(study.variants[0].config)  # type: ignore[arg-type]
+    if jobs > 1 and len(chosen) > 1:
+        run_in_processes(study, chosen, presets, overrides, values, jobs, log)
+        return {v.name: [read_evals(study.evals_path(v))[s] for s in sorted(read_evals(study.evals_path(v)))]
+                for v in chosen}
     results = {}
-    for variant in study.variants:
+    for variant in chosen:
         results[variant.name] = run_variant(study, variant, progress, log)
     return results
+
+
+def run_in_processes(
+    study: Study, variants: Sequence[Variant], presets: Sequence[str], overrides: Sequence[str],
+    values: Optional[Sequence[Any]], jobs: int, log: Log,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    gpus = torch.cuda.device_count()
+    base = [sys.executable, "-m", "mirai_cli", "ablate", "--axis", study.axis, "--out", str(study.root), "--quiet"]
+    for preset in presets:
+        base += ["--preset", preset]
+    for item in overrides:
+        base += ["--set", item]
+    if values:
+        base += ["--values", ",".join(str(v) for v in values)]
+    pending = list(enumerate(variants))
+    running: list[tuple[Variant, subprocess.Popen, Any]] = []
+    failed: list[str] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            i, variant = pending.pop(0)
+            env = dict(os.environ)
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            log_path = study.run_dir(variant).parent / f"{variant.name}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(log_path, "w")
+            where = f"GPU {i % gpus}" if gpus else "CPU"
+            log(f"[{variant.name}] started on {where} (log: {log_path})")
+            running.append((variant, subprocess.Popen(base + ["--only", variant.name], env=env, stdout=handle,
+                                                      stderr=subprocess.STDOUT), handle))
+        time.sleep(0.5)
+        for item in list(running):
+            variant, proc, handle = item
+            if proc.poll() is not None:
+                handle.close()
+                running.remove(item)
+                if proc.returncode != 0:
+                    failed.append(variant.name)
+                log(f"[{variant.name}] finished (exit {proc.returncode})")
+    if failed:
+        raise MiraiError(f"variants {', '.join(failed)} failed; see {study.root / 'runs'}/<variant>.log, then rerun "
+                         "the same command (finished work is kept)")

@@ -23,6 +23,10 @@ def ablate_command(
     out: Optional[Path] = typer.Option(None, "--out", help="study folder (default: ablate.out_dir)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the variants and the fields in which they differ"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", help="variants run at once, one process each (default: one per visible GPU, else 1)"
+    ),
+    only: Optional[str] = typer.Option(None, "--only", help="run just this variant (no report)"),
 ) -> None:
     """Run a study: baseline + one variant per axis value, trained, sampled and evaluated along the way."""
     from mirai_cli.ablate.axes import differing_fields
@@ -54,13 +58,22 @@ def ablate_command(
                 value = value.get(part) if isinstance(value, dict) else None
             row.append(escape(str(value)))
         table.add_row(v.name, *row)
-    console.print(table)
+    if only is None:
+        console.print(table)
     if dry_run:
         return
+    if jobs is None:
+        import torch
+
+        jobs = max(1, torch.cuda.device_count())
     log = lambda msg: console.print(escape(msg))  # noqa: E731
     results = run_study(study, preset_list, list(overrides or []),
-                        prepare_data=lambda cfg: ensure_tokenizer_and_store(cfg, show_progress=not quiet, log=log),
-                        progress=not quiet, log=log)
+                        # a --only process reads the data its parent prepared
+                        prepare_data=None if only else (
+                            lambda cfg: ensure_tokenizer_and_store(cfg, show_progress=not quiet, log=log)),
+                        progress=not quiet, log=log, only=only, jobs=jobs, values=value_list)
+    if only is not None:
+        return
     report = write_report(study.root, study.variants, results, axis)
     console.print(to_markdown(report), markup=False, highlight=False)
     console.print(f"[green]done[/] in {time.perf_counter() - start:.0f} s: {study.root}/report.md, report.csv, "

@@ -99,23 +99,26 @@ def teacher_input_size(config: MiraiConfig) -> tuple[int, int]:
 
 
 def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.device, progress: bool = True) -> Path:
-    """Build (or finish) the Mirai-I teacher-feature cache next to the store; a finished one is reused."""
+    """Build (or finish) the Mirai-I teacher-feature cache next to the store; a finished one is reused (checked
+    against this encoder and store, without recomputing)."""
     encoder = build_frozen_encoder(config, store, device)
-    bar = None
-    if progress:
-        from rich.progress import Progress
+    state: dict = {}
 
-        bar = Progress()
-        bar.start()
-        task = bar.add_task(f"teacher features ({config.foresight.encoder})", total=len(store))
+    def report(done: int, total: int) -> None:
+        # The bar appears only when there is work to do (a finished cache returns before any batch).
+        if "bar" not in state:
+            from rich.progress import Progress
+
+            state["bar"] = Progress()
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(f"teacher features ({config.foresight.encoder})", total=total)
+        state["bar"].update(state["task"], completed=done)
+
     try:
-        return build_feature_cache(
-            store, encoder, batch_size=64,
-            progress=(lambda done, total: bar.update(task, completed=done)) if bar else None,
-        )
+        return build_feature_cache(store, encoder, batch_size=64, progress=report if progress else None)
     finally:
-        if bar:
-            bar.stop()
+        if "bar" in state:
+            state["bar"].stop()
 
 
 def build_teacher_source(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import shutil
 import statistics
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from mirai_cli.ablate.axes import Variant
+from mirai_cli.fileio import atomic_path, write_json, write_text
 
 # Metrics in table order: canonical key, lower is better?
 METRICS: list[tuple[str, bool]] = [
@@ -140,10 +140,9 @@ def plot_convergence(report: dict[str, Any], results: dict[str, list[dict[str, A
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -151,11 +150,9 @@ def write_report(root: Path, variants: Sequence[Variant], results: dict[str, lis
     """Write report.md/.csv/.json, convergence.png and one sample grid per variant; return the report data."""
     report = build_rows(variants, results, axis)
     root.mkdir(parents=True, exist_ok=True)
-    for name, text in (("report.md", to_markdown(report)), ("report.csv", to_csv(report)),
-                       ("report.json", json.dumps(report, indent=2, default=str))):
-        tmp = root / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(root / name)
+    write_text(root / "report.md", to_markdown(report))
+    write_text(root / "report.csv", to_csv(report))
+    write_json(root / "report.json", report)
     plot_convergence(report, results, root / "convergence.png")
     for row in report["rows"]:
         grid = root / "runs" / row["variant"] / "samples" / f"step_{row['step']:08d}" / "grid.png"

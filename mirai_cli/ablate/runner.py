@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from mirai_cli.ablate.axes import Variant, differing_fields, expand
-from mirai_cli.config import MiraiConfig
+from mirai_cli.config import MiraiConfig, load_config
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import duration_to_steps
 from mirai_cli.engine.checkpoints import latest_checkpoint, list_checkpoints
@@ -29,6 +29,7 @@ from mirai_cli.engine.trainer import train
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation import evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
+from mirai_cli.fileio import write_json
 from mirai_cli.sampling import run_sample_job
 from mirai_cli.sampling.from_config import sample_job_from_config
 
@@ -56,18 +57,15 @@ def plan_study(
     out_dir: Optional[Path] = None,
 ) -> Study:
     """Expand the axis and fix every variant's run folder inside the study folder."""
-    probe = expand(presets, overrides, axis, values)
-    base = probe[0].config
-    assert base is not None
+    base = load_config(list(presets), list(overrides))
+    variants = expand(presets, overrides, axis, values, baseline_seeds=base.ablate.baseline_seeds)
     root = Path(out_dir) if out_dir else Path(base.ablate.out_dir.format(axis=axis))
-    variants = expand(presets, list(overrides), axis, values, baseline_seeds=base.ablate.baseline_seeds)
     placed = []
     for v in variants:
         run = root / "runs" / v.name
-        sets = v.overrides + (f'train.run_dir="{run}"',)
-        from mirai_cli.config import load_config
-
-        placed.append(dataclasses.replace(v, overrides=sets, config=load_config(list(presets), list(overrides) + list(sets))))
+        config = v.config.model_copy(deep=True)  # type: ignore[union-attr]
+        config.train.run_dir = str(run)
+        placed.append(dataclasses.replace(v, overrides=v.overrides + (f'train.run_dir="{run}"',), config=config))
     check_extractor_is_not_a_teacher(placed)
     return Study(root=root, axis=axis, variants=placed)
 
@@ -111,9 +109,7 @@ def write_study_file(study: Study, presets: Sequence[str], overrides: Sequence[s
                     f"{study.root} holds a study whose variant {item['name']} was run with other settings; "
                     "use another --out folder (nothing was overwritten)"
                 )
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    write_json(path, record)
 
 
 def read_evals(path: Path) -> dict[int, dict[str, Any]]:
@@ -186,8 +182,7 @@ def run_study(
         prepare_data(study.variants[0].config)  # type: ignore[arg-type]
     if jobs > 1 and len(chosen) > 1:
         run_in_processes(study, chosen, presets, overrides, values, jobs, log)
-        return {v.name: [read_evals(study.evals_path(v))[s] for s in sorted(read_evals(study.evals_path(v)))]
-                for v in chosen}
+        return {v.name: [record for _, record in sorted(read_evals(study.evals_path(v)).items())] for v in chosen}
     results = {}
     for variant in chosen:
         results[variant.name] = run_variant(study, variant, progress, log)

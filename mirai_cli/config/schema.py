@@ -64,6 +64,26 @@ EXTRACTORS = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1",
 ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup")
 
 
+def fill_named_size(section: BaseModel, named: Optional[dict[str, Any]], required: tuple[str, ...]) -> None:
+    """A named size (VQ-16, GPT-B, ...) fills the shape fields left unset and rejects ones that contradict it;
+    size = 'custom' (named is None) needs every shape field."""
+    size = section.size
+    if named is None:
+        missing = [f for f in required if getattr(section, f) is None]
+        if missing:
+            raise ValueError(f"size = 'custom' needs {', '.join(missing)}")
+        return
+    for field, value in named.items():
+        current = getattr(section, field)
+        if current is None:
+            object.__setattr__(section, field, value)  # bypasses validate_assignment: already valid
+        elif current != value:
+            raise ValueError(
+                f"{field} = {current!r} conflicts with size = {size!r} ({value!r}); "
+                "set size = 'custom' to choose the shape yourself"
+            )
+
+
 class Section(BaseModel):
     """Base of every preset section: unknown keys are errors, assignments are validated."""
 
@@ -119,21 +139,8 @@ class TokenizerConfig(Section):
 
     @model_validator(mode="after")
     def _fill_named_size(self) -> "TokenizerConfig":
-        if self.size == "custom":
-            missing = [f for f in ("ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"size = 'custom' needs {', '.join(missing)}")
-            return self
-        named = VQ_SIZES[self.size]
-        for field, value in named.items():
-            current = getattr(self, field)
-            if current is None:
-                object.__setattr__(self, field, value)
-            elif current != value:
-                raise ValueError(
-                    f"{field} = {current!r} conflicts with size = {self.size!r} ({value!r}); "
-                    "set size = 'custom' to choose the shape yourself"
-                )
+        fill_named_size(self, None if self.size == "custom" else VQ_SIZES[self.size],
+                        ("ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim"))
         return self
 
     @property
@@ -162,20 +169,8 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _fill_named_size(self) -> "ModelConfig":
-        if self.size == "custom":
-            missing = [f for f in ("layers", "dim", "heads") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"size = 'custom' needs {', '.join(missing)}")
-        else:
-            for field, value in zip(("layers", "dim", "heads"), GPT_SIZES[self.size]):
-                current = getattr(self, field)
-                if current is None:
-                    object.__setattr__(self, field, value)
-                elif current != value:
-                    raise ValueError(
-                        f"{field} = {current} conflicts with size = {self.size!r} ({value}); "
-                        "set size = 'custom' to choose the shape yourself"
-                    )
+        shape = ("layers", "dim", "heads")
+        fill_named_size(self, None if self.size == "custom" else dict(zip(shape, GPT_SIZES[self.size])), shape)
         if self.dim % self.heads:  # type: ignore[operator]
             raise ValueError(f"dim = {self.dim} is not divisible by heads = {self.heads}")
         if (self.dim // self.heads) % 4:  # type: ignore[operator]

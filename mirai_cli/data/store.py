@@ -11,9 +11,7 @@ only unfinished shards and gives the same bytes as an uninterrupted one."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import save_npy, sha256_file, write_json
 
 FORMAT_VERSION = 1
 KIND = "mirai-token-store"
@@ -32,36 +31,6 @@ IDENTITY_FIELDS = ("format_version", "tokenizer_sha256", "source", "crop_mode", 
 
 def codes_dtype(codebook_size: int) -> np.dtype:
     return np.dtype(np.uint16) if codebook_size <= 65536 else np.dtype(np.int32)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
-
-
-def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def shard_name(k: int) -> str:
@@ -107,7 +76,7 @@ class StoreWriter:
             raise MiraiError(f"{self.path} exists and is not a token store: choose a new output folder")
         self.shards_dir.mkdir(parents=True, exist_ok=True)
         self._clean_temp_files()
-        atomic_write_json(self.path / MANIFEST, {**self.head, "status": "incomplete"})
+        write_json(self.path / MANIFEST, {**self.head, "status": "incomplete"}, indent=1, sort_keys=True)
         return {k for k in range(self.head["num_shards"]) if self.shard_is_done(k)}, None
 
     def _check_same(self, old: dict[str, Any]) -> None:
@@ -129,7 +98,7 @@ class StoreWriter:
         try:
             info = json.loads(marker.read_text())
             for part, digest in info["sha256"].items():
-                if _sha256(self.shards_dir / f"{shard_name(k)}.{part}.npy") != digest:
+                if sha256_file(self.shards_dir / f"{shard_name(k)}.{part}.npy") != digest:
                     return False
         except (OSError, ValueError, KeyError):
             return False  # damaged: redo it
@@ -143,12 +112,12 @@ class StoreWriter:
         digests = {}
         for part, arr in parts.items():
             p = self.shards_dir / f"{name}.{part}.npy"
-            atomic_save_npy(p, arr)
-            digests[part] = _sha256(p)
+            save_npy(p, arr)
+            digests[part] = sha256_file(p)
         start = k * self.head["shard_size"]
         info = {"shard": k, "start": start, "stop": min(start + self.head["shard_size"], self.head["count_planned"]),
                 "count": len(codes), "skipped": skipped, "sha256": digests}
-        atomic_write_json(self.shards_dir / f"{name}.done.json", info)  # last: marks the shard finished
+        write_json(self.shards_dir / f"{name}.done.json", info, indent=1, sort_keys=True)  # last: marks the shard finished
         return info
 
     def finish(self) -> dict[str, Any]:
@@ -164,7 +133,7 @@ class StoreWriter:
             skipped += info["skipped"]
         manifest = {**self.head, "status": "complete", "shards": shards, "count": sum(s["count"] for s in shards),
                     "class_counts": class_counts, "skipped_count": len(skipped), "skipped": skipped}
-        atomic_write_json(self.path / MANIFEST, manifest)
+        write_json(self.path / MANIFEST, manifest, indent=1, sort_keys=True)
         return manifest
 
 
@@ -245,7 +214,7 @@ class TokenStore:
             if verify:
                 for part, digest in s["sha256"].items():
                     f = Path(f"{base}.{part}.npy")
-                    if not f.is_file() or _sha256(f) != digest:
+                    if not f.is_file() or sha256_file(f) != digest:
                         raise MiraiError(f"token store {path} is corrupt: {f.name} does not match its checksum; "
                                          "delete the store and encode again")
             try:

@@ -84,9 +84,3 @@ def load_train_state(folder: Path) -> dict[str, Any]:
         raise MiraiError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}; delete that checkpoint "
                          "folder to resume from the one before") from None
 
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MiraiError(f"cannot read {folder / 'meta.json'}: {exc}") from None

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mirai_cli.fileio import write_text
+
 
 class MetricsLog:
     def __init__(self, path: Path, enabled: bool = True):
@@ -24,9 +26,7 @@ class MetricsLog:
                     kept.append(line)
             except json.JSONDecodeError:
                 continue  # a torn last line from a crash
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept))
-        tmp.replace(self.path)
+        write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:

@@ -3,8 +3,6 @@ checkpoints. Resuming checks that the folder was made by the same preset."""
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from mirai_cli import __version__
 from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.loader import load_config
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import write_json, write_text
 
 PRESET_FILE = "preset.toml"
 MANIFEST_FILE = "manifest.json"
@@ -49,12 +48,6 @@ def versions() -> dict[str, str]:
         "mirai": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "numpy": numpy.__version__, "platform": platform.platform(),
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _differences(old: Any, new: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -100,9 +93,9 @@ def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_mani
             f"--set train.run_dir=... (nothing was overwritten)"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / PRESET_FILE, resolved_toml(config))
+    write_text(run_dir / PRESET_FILE, resolved_toml(config))
     manifest = {
         "kind": "mirai-run", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(),
         "versions": versions(), "seed": config.train.seed, "preset": config.name, **extra_manifest,
     }
-    write_atomic(run_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))
+    write_json(run_dir / MANIFEST_FILE, manifest)

@@ -122,7 +122,7 @@ def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.d
 
 
 def build_teacher_source(
-    config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device, is_main: bool = True,
+    config: MiraiConfig, store: TokenStore, device: torch.device, is_main: bool = True,
     wait: Callable[[], None] = lambda: None, progress: bool = True,
 ) -> TeacherSource:
     fc = config.foresight

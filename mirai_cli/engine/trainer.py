@@ -25,8 +25,8 @@ from torch import nn
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import BatchPlan, duration_to_steps
-from mirai_cli.engine.checkpoints import latest_checkpoint, load_train_state, read_meta, save_checkpoint
-from mirai_cli.engine.distributed import DistEnv, all_reduce_mean, broadcast_object, init_distributed
+from mirai_cli.engine.checkpoints import latest_checkpoint, load_train_state, save_checkpoint
+from mirai_cli.engine.distributed import DistEnv, all_reduce_mean, barrier, broadcast_object, init_distributed
 from mirai_cli.engine.ema import EMA, unwrap_model
 from mirai_cli.engine.metrics_log import MetricsLog
 from mirai_cli.engine.optim import build_adamw, lr_at, set_lr
@@ -149,7 +149,7 @@ def train(
     if env.is_main:
         prepare_run_dir(run_dir, config, resume, {"store": str(store.path), "total_steps": total_steps,
                                                   "world_size": env.world_size, "precision": precision})
-    broadcast_object(None, env)
+    barrier(env)
 
     torch.manual_seed(tc.seed)
     gpt_cfg = gpt_config_from(config)
@@ -157,8 +157,8 @@ def train(
     teacher_source: Optional[TeacherSource] = None
     objective: Optional[ForesightObjective] = None
     if fc.source != "none":
-        teacher_source = build_teacher_source(config, store, gpt, device, is_main=env.is_main,
-                                              wait=lambda: broadcast_object(None, env), progress=progress)
+        teacher_source = build_teacher_source(config, store, device, is_main=env.is_main,
+                                              wait=lambda: barrier(env), progress=progress)
         objective = ForesightObjective.from_layout(
             (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=teacher_source.teacher_dim,
             teacher_space=teacher_source.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
@@ -230,6 +230,7 @@ def train(
             state["objective"] = objective.state_dict()
         save_checkpoint(run_dir, step, gpt, sample_ema.module if sample_ema else None, state, meta, tc.keep_last)
 
+    warmup_steps = to_steps(tc.lr_warmup)
     end_step = min(total_steps, stop_at) if stop_at is not None else total_steps
     ckpt_every = max(1, to_steps(tc.ckpt_every)) if tc.ckpt_every else 0
     result = TrainResult(run_dir=run_dir, step=start_step, total_steps=total_steps)
@@ -246,7 +247,7 @@ def train(
         with progress_bar:
             for step in range(start_step, end_step):
                 t0 = time.perf_counter()
-                lr = lr_at(step, tc.lr, total_steps, to_steps(tc.lr_warmup), tc.lr_schedule, tc.lr_min_ratio)
+                lr = lr_at(step, tc.lr, total_steps, warmup_steps, tc.lr_schedule, tc.lr_min_ratio)
                 set_lr(optimizer, lr)
                 weights = lambdas.weights(step)
                 foresight_on = objective is not None and any(w > 0 for w in weights)
@@ -356,7 +357,3 @@ class _Progress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-
-def read_checkpoint_meta(run_dir: Path) -> Optional[dict[str, Any]]:
-    found = latest_checkpoint(run_dir)
-    return read_meta(found[1]) if found else None

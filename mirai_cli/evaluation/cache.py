@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from mirai_cli.evaluation.fileio import HashMemo, save_npy, save_npz, sha256_bytes, write_json
+from mirai_cli.evaluation.fileio import HashMemo, sha256_bytes
 from mirai_cli.evaluation.statsfile import FidStats
+from mirai_cli.fileio import save_npy, save_npz, write_json
 
 CACHE_ENV = "MIRAI_CACHE"
 

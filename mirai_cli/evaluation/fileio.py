@@ -1,65 +1,18 @@
-"""Atomic writes and content hashes for evaluation files (stats, cached features, metrics JSON)."""
+"""Content hashes for evaluation files; the atomic writers come from mirai_cli.fileio."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary name next to `path`; on success it replaces `path` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the suffix: np.savez appends ".npz" to names that lack it.
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}-{threading.get_ident()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    return Path(path)
-
-
-def save_npy(path: str | Path, array: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
-    return Path(path)
-
-
-def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
-    return Path(path)
+from mirai_cli.fileio import sha256_file, write_json
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 class HashMemo:

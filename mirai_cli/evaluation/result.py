@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirai_cli.evaluation.fileio import write_json
+from mirai_cli.fileio import write_json
 
 # Canonical value keys per asked metric (torch-fidelity computes them together).
 METRIC_KEYS = {"fid": ("fid",), "isc": ("isc_mean", "isc_std"), "kid": ("kid_mean", "kid_std"),

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.evaluation.fileio import save_npz
 from mirai_cli.evaluation.npzfile import load_npz_array, npz_keys
+from mirai_cli.fileio import save_npz
 
 STATS_FORMAT = "mirai-eval-stats"
 STATS_VERSION = 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import save_npy, write_json
 from mirai_cli.foresight.teachers.encoders import FrozenEncoder
 from mirai_cli.foresight.teachers.pixels import uint8_to_unit
 
@@ -48,19 +48,6 @@ def store_identity(store: Any) -> dict[str, Any]:
     index = np.ascontiguousarray(np.asarray(store.source_index, dtype=np.int64))
     ident["entries_sha256"] = hashlib.sha256(index.tobytes()).hexdigest()
     return json.loads(json.dumps(ident))  # plain JSON types, comparable with what is read back
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True) + "\n"), mode="w")
 
 
 class StorePixels:
@@ -138,7 +125,7 @@ def build_feature_cache(
     if need > free:
         raise MiraiError(f"teacher feature cache needs {need / 2**30:.1f} GiB at {path} but {free / 2**30:.1f} GiB "
                          "are free: free space, or train with the online teacher (foresight.cache_teacher = false)")
-    _write_json(path / MANIFEST, {**head, "status": "incomplete"})
+    write_json(path / MANIFEST, {**head, "status": "incomplete"}, indent=1, sort_keys=True)
 
     pixels = StorePixels(store)
     device = next(encoder.parameters()).device
@@ -163,9 +150,9 @@ def build_feature_cache(
                 pending = []
                 if progress is not None:
                     progress(done_entries, n_entries)
-        _atomic_write(path / f"{k:05d}.npy", lambda f, arr=out: np.save(f, arr, allow_pickle=False))
-        _write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop})  # last
-    _write_json(path / MANIFEST, {**head, "status": "complete"})
+        save_npy(path / f"{k:05d}.npy", out)
+        write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop}, indent=1, sort_keys=True)  # last
+    write_json(path / MANIFEST, {**head, "status": "complete"}, indent=1, sort_keys=True)
     return path
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Union
@@ -21,6 +20,7 @@ from typing import Any, Union
 import torch
 
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import atomic_path
 from mirai_cli.gpt.config import NAMED_SIZES, GPTConfig
 from mirai_cli.gpt.model import GPT
 
@@ -52,9 +52,8 @@ def save_gpt_weights(path: PathLike, model: torch.nn.Module) -> Path:
     meta = {"format": FORMAT}
     if isinstance(getattr(plain, "cfg", None), GPTConfig):
         meta["gpt_config"] = json.dumps(plain.cfg.to_dict())
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

@@ -20,13 +20,14 @@ import mirai_cli
 from mirai_cli.data.crops import to_uint8
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import sha256_file
 from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
-from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer, resolve_tokenizer_path
+from mirai_cli.tokenizer.checkpoint import load_tokenizer, resolve_tokenizer_path
 
 
 @dataclass
@@ -179,7 +180,7 @@ def run_sample_job(
     gpt, gpt_cfg, meta = load_gpt_checkpoint(job.checkpoint, job.weights, device=device)
     tok_path = _tokenizer_path(job, meta)
     vq, vq_cfg = load_tokenizer(tok_path, device=device)
-    tok_sha = file_sha256(tok_path)
+    tok_sha = sha256_file(tok_path)
     size = check_fit(gpt, meta, vq_cfg, tok_path, tok_sha, job)
     labels = class_plan(
         gpt_cfg.num_classes, classes=job.classes, per_class=job.per_class,
@@ -188,7 +189,7 @@ def run_sample_job(
 
     resumed, problem = False, ""
     if env.is_main:  # one process checks/claims the folder; the others wait for its verdict
-        identity = identity_of(job, file_sha256(meta["weights_file"]), tok_sha, labels, size, device)
+        identity = identity_of(job, sha256_file(meta["weights_file"]), tok_sha, labels, size, device)
         info = {
             "checkpoint": str(job.checkpoint), "tokenizer": tok_path, "step": meta.get("step"),
             "gpt_config": gpt_cfg.to_dict(), "plan": _plan_name(job), "shard_size": job.shard_size,

@@ -20,6 +20,7 @@ from PIL import Image
 
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import write_json
 
 MANIFEST = "sample_manifest.json"
 IMAGES = "images"
@@ -35,12 +36,6 @@ def image_name(index: int, label: int) -> str:
 
 def image_path(out_dir: Path, index: int, label: int) -> Path:
     return out_dir / IMAGES / image_name(index, label)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def prepare_output(out_dir: Path, identity: dict[str, Any], info: dict[str, Any]) -> bool:
@@ -67,7 +62,7 @@ def prepare_output(out_dir: Path, identity: dict[str, Any], info: dict[str, Any]
             f"output folder {out_dir} already holds images ({found}) but no {MANIFEST}: they belong to another run; "
             "choose another output folder or delete them"
         )
-    _write_json(manifest_path, {"format": FORMAT, "identity": identity, **info})
+    write_json(manifest_path, {"format": FORMAT, "identity": identity, **info})
     return False
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,33 +9,18 @@ from typing import Any
 import torch
 
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import torch_save
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 
 FORMAT = "mirai-vq-1"
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_tokenizer(path: str | Path, model: VQModel, cfg: VQConfig, extra: dict[str, Any] | None = None) -> Path:
     """Write weights + config + plain `extra` data (e.g. image_size, training summary). torch.load(
     weights_only=True)-safe; the weights sit under "model" like LlamaGen's, so its tools read ours too."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    atomic_torch_save({"format": FORMAT, "model": state, "config": cfg.to_dict(), "extra": extra or {}}, path)
+    torch_save({"format": FORMAT, "model": state, "config": cfg.to_dict(), "extra": extra or {}}, path)
     return Path(path)
 
 

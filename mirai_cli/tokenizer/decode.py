@@ -12,8 +12,9 @@ from mirai_cli.data.crops import to_uint8
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import sha256_file
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
-from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer, resolve_tokenizer_path
+from mirai_cli.tokenizer.checkpoint import load_tokenizer, resolve_tokenizer_path
 from mirai_cli.tokenizer.vq_model import VQModel
 
 
@@ -44,7 +45,7 @@ def decode_store_entries(
     """Decode entries `indices` (crop `crop`) of a store with its tokenizer into one grid PNG at `out_png`."""
     st = store if isinstance(store, TokenStore) else TokenStore.open(store)
     if not allow_other_tokenizer:
-        sha = file_sha256(resolve_tokenizer_path(tokenizer))
+        sha = sha256_file(resolve_tokenizer_path(tokenizer))
         if sha != st.manifest["tokenizer_sha256"]:
             raise MiraiError(f"token store {st.path} was made by another tokenizer than {tokenizer} (sha256 "
                              f"{st.manifest['tokenizer_sha256'][:12]}... vs {sha[:12]}...): give the tokenizer it was "

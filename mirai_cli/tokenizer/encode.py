@@ -15,8 +15,9 @@ from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crop
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import sha256_file
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
-from mirai_cli.tokenizer.checkpoint import file_sha256, load_tokenizer_with_extra, resolve_tokenizer_path
+from mirai_cli.tokenizer.checkpoint import load_tokenizer_with_extra, resolve_tokenizer_path
 from mirai_cli.tokenizer.progress import make_progress, warn
 from mirai_cli.tokenizer.vq_model import VQModel
 
@@ -124,7 +125,7 @@ def encode_store(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     tok_file = resolve_tokenizer_path(tokenizer)
-    sha = file_sha256(tok_file)
+    sha = sha256_file(tok_file)
     model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev)
     image_size = int(image_size or tok_extra.get("image_size") or 256)
     grid = cfg.grid(image_size)

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from mirai_cli.data.crops import center_crop_arr, to_model_input
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
-from mirai_cli.data.store import atomic_write_json
 from mirai_cli.errors import MiraiError, TrainingDiverged
+from mirai_cli.fileio import torch_save, write_json
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
-from mirai_cli.tokenizer.checkpoint import atomic_torch_save, load_tokenizer, save_tokenizer
+from mirai_cli.tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from mirai_cli.tokenizer.codebook import DeadCodeRestarter, init_codebook
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.discriminator import (
@@ -209,7 +209,7 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
                  "rng": gen.get_state(), "fit_config": cfg.to_dict()}
         if disc is not None:
             state["disc"], state["disc_optimizer"] = disc.state_dict(), disc_opt.state_dict()
-        atomic_torch_save(state, ckpt_path)
+        torch_save(state, ckpt_path)
 
     def log_json(rec: dict[str, Any]) -> None:
         with open(out / "fit_log.jsonl", "a") as f:
@@ -296,5 +296,5 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
     grid_png = save_png(image_grid(np.concatenate(pairs), nrow=8), out / "reconstructions.png")
     tok_path = save_tokenizer(out / "tokenizer.pt", model.eval(), cfg.vq, {
         "image_size": cfg.image_size, "source": src.to_manifest(), "fit": summary})
-    atomic_write_json(out / "fit_summary.json", {**summary, "fit_config": cfg.to_dict()})
+    write_json(out / "fit_summary.json", {**summary, "fit_config": cfg.to_dict()}, indent=1, sort_keys=True)
     return FitResult(tok_path, step, report.psnr, report.codebook_usage, report.codes_used, seconds, grid_png)

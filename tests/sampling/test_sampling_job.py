@@ -12,12 +12,13 @@ from PIL import Image
 
 from mirai_cli.engine.distributed import DistEnv
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import sha256_file
 from mirai_cli.gpt import GPT, GPTConfig
 from mirai_cli.gpt.checkpoint import save_gpt_weights
 from mirai_cli.gpt.generate import SampleOptions
 from mirai_cli.sampling import SampleJob, class_plan, run_sample_job
 from mirai_cli.sampling.job import shards_of_rank
-from mirai_cli.tokenizer.checkpoint import file_sha256, save_tokenizer
+from mirai_cli.tokenizer.checkpoint import save_tokenizer
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 
@@ -48,7 +49,7 @@ def make_run(root: Path, tok: Path, *, num_classes: int = 3, vocab: int = 64, gr
     save_gpt_weights(ck / "ema.safetensors", model)
     tok_info = {"checkpoint": str(tok), "grid": list(grid), "codebook_size": vocab}
     if record_sha:
-        tok_info["sha256"] = file_sha256(tok)
+        tok_info["sha256"] = sha256_file(tok)
     (ck / "meta.json").write_text(json.dumps({"gpt_config": model.cfg.to_dict(), "step": 10, "tokenizer": tok_info}))
     return root
 

@@ -115,10 +115,10 @@ def test_store_made_by_another_tokenizer_or_settings(tiny_tokenizer, tmp_path):
         encode_store(other, str(tmp_path / "d.npz"), out, crop_mode="none", **ARGS)
     with pytest.raises(MiraiError, match="crop_mode"):
         encode_store(tok, str(tmp_path / "d.npz"), out, crop_mode="flip", **ARGS)
-    from mirai_cli.tokenizer.checkpoint import file_sha256
+    from mirai_cli.fileio import sha256_file
 
     with pytest.raises(MiraiError, match="another tokenizer"):
-        TokenStore.open(out, expect_tokenizer_sha256=file_sha256(other))
+        TokenStore.open(out, expect_tokenizer_sha256=sha256_file(other))
     with pytest.raises(MiraiError, match="another tokenizer"):
         decode_store_entries(out, other, [0], tmp_path / "x.png", device="cpu")
     assert TokenStore.open(out).codes.shape == (4, 1, 64)  # the store itself is untouched

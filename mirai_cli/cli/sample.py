@@ -43,20 +43,12 @@ def sample_command(
     console.print(f"[bold]mirai sample[/] {source} ({job.weights} weights) -> {job.out_dir}: cfg {job.options.cfg_scale} "
                   f"({job.options.cfg_schedule}), temperature {job.options.temperature}, top-k {job.options.top_k}, "
                   f"top-p {job.options.top_p}, seed {job.seed}")
-    bar = None
-    progress = None
-    if not quiet:
-        from rich.progress import Progress
+    from mirai_cli.progress import make_progress
 
-        bar = Progress(console=console)
-        bar.start()
-        task = bar.add_task("sampling", total=None)
-        progress = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
-    try:
-        result = run_sample_job(job, progress=progress, log=lambda msg: console.print(msg))
-    finally:
-        if bar:
-            bar.stop()
+    with make_progress(not quiet) as bar:
+        task = bar.add_task("sampling", total=None, status="")
+        result = run_sample_job(job, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                log=lambda msg: console.print(msg))
     console.print(f"[green]done[/]: {result.total} images ({result.generated} new, {result.skipped} already there, "
                   f"{result.images_per_second:.2f} img/s) -> {result.out_dir}"
                   + (f"; npz {result.npz}" if result.npz else "") + (f"; grid {result.grid}" if result.grid else ""))

@@ -16,6 +16,7 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, open_feature_cache
 from mirai_cli.foresight.teachers import EMATeacher, FrozenEncoder, build_encoder
 from mirai_cli.foresight.teachers.encoders import encoder_input_size
+from mirai_cli.progress import make_progress
 
 
 class TeacherSource:
@@ -102,23 +103,16 @@ def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.d
     """Build (or finish) the Mirai-I teacher-feature cache next to the store; a finished one is reused (checked
     against this encoder and store, without recomputing)."""
     encoder = build_frozen_encoder(config, store, device)
-    state: dict = {}
+    with make_progress(progress) as bar:
+        tasks: list = []
 
-    def report(done: int, total: int) -> None:
-        # The bar appears only when there is work to do (a finished cache returns before any batch).
-        if "bar" not in state:
-            from rich.progress import Progress
+        def report(done: int, total: int) -> None:
+            # The task appears with the first batch: a finished cache returns before any and shows nothing.
+            if not tasks:
+                tasks.append(bar.add_task(f"teacher features ({config.foresight.encoder})", total=total, status=""))
+            bar.update(tasks[0], completed=done)
 
-            state["bar"] = Progress()
-            state["bar"].start()
-            state["task"] = state["bar"].add_task(f"teacher features ({config.foresight.encoder})", total=total)
-        state["bar"].update(state["task"], completed=done)
-
-    try:
-        return build_feature_cache(store, encoder, batch_size=64, progress=report if progress else None)
-    finally:
-        if "bar" in state:
-            state["bar"].stop()
+        return build_feature_cache(store, encoder, batch_size=64, progress=report)
 
 
 def build_teacher_source(

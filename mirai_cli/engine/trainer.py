@@ -37,6 +37,7 @@ from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.schedule import LambdaSchedule
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
+from mirai_cli.progress import make_progress
 from mirai_cli.runtime import autocast, resolve_precision
 
 
@@ -242,9 +243,9 @@ def train(
         interrupted["flag"] = True  # finish the step in flight, save, exit cleanly
 
     previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
-    progress_bar = _Progress(progress and env.is_main, start_step, end_step, config.name)
     try:
-        with progress_bar:
+        with make_progress(progress and env.is_main) as progress_bar:
+            bar = progress_bar.add_task(f"train {config.name}", total=end_step, completed=start_step, status="")
             for step in range(start_step, end_step):
                 t0 = time.perf_counter()
                 lr = lr_at(step, tc.lr, total_steps, warmup_steps, tc.lr_schedule, tc.lr_min_ratio)
@@ -299,7 +300,8 @@ def train(
                 result.step = done
                 if done % tc.log_every == 0 or done == end_step or done == start_step + 1:
                     metrics.write(record)
-                progress_bar.update(done, record)
+                progress_bar.update(bar, completed=done, status=f"loss {record['loss']:.4f} ntp {record['ntp']:.4f} "
+                                                                f"{record['tokens_per_s']:.0f} tok/s")
                 if on_step is not None:
                     on_step(done, record)
                 stop_now = bool(broadcast_object(interrupted["flag"], env))
@@ -324,36 +326,4 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-class _Progress:
-    """Rich progress with loss and tokens/s; silent when off (tests, non-main ranks)."""
-
-    def __init__(self, enabled: bool, start: int, end: int, name: str):
-        self.enabled = enabled
-        self.start, self.end, self.name = start, end, name
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]train[/] {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("train", total=self.end, completed=self.start, name=self.name,
-                                                 stats="")
-        return self
-
-    def update(self, step: int, record: dict[str, float]) -> None:
-        if self._progress is not None:
-            stats = f"loss {record['loss']:.4f} ntp {record['ntp']:.4f} {record['tokens_per_s']:.0f} tok/s"
-            self._progress.update(self._task, completed=step, stats=stats)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
 

@@ -16,9 +16,9 @@ from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
 from mirai_cli.errors import MiraiError
 from mirai_cli.fileio import sha256_file
+from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import load_tokenizer_with_extra, resolve_tokenizer_path
-from mirai_cli.tokenizer.progress import make_progress, warn
 from mirai_cli.tokenizer.vq_model import VQModel
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]  # crops, labels, indices, skipped

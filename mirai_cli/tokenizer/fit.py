@@ -27,6 +27,7 @@ from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.fileio import torch_save, write_json
+from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from mirai_cli.tokenizer.codebook import DeadCodeRestarter, init_codebook
@@ -39,7 +40,6 @@ from mirai_cli.tokenizer.discriminator import (
 )
 from mirai_cli.tokenizer.encode import _prefetch
 from mirai_cli.tokenizer.evaluate import evaluate_reconstruction
-from mirai_cli.tokenizer.progress import make_progress, warn
 from mirai_cli.tokenizer.vq_model import VQModel
 
 

@@ -1,4 +1,4 @@
-"""Rich progress bars that can be switched off (tests, non-interactive logs)."""
+"""Rich progress bars that can be switched off (tests, non-interactive logs), shared by every command."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ def train_command(
     from mirai_cli.engine.distributed import init_distributed
     from mirai_cli.engine.run_dir import resolve_run_dir
     from mirai_cli.engine.trainer import train
+    from mirai_cli.runtime import resolve_precision
 
     config = config_from_options(presets, overrides)
     env = init_distributed()
@@ -37,7 +38,7 @@ def train_command(
             console.print(f"  foresight: level {fc.level}, layout {fc.layout}, k {fc.k}, block {fc.depth}, "
                           f"lambda {fc.lambda_} ({fc.lambda_schedule}), warm-up {fc.warmup}")
         console.print(f"  {t.duration} at global batch {t.global_batch_size} on {env.world_size} x {env.device.type}, "
-                      f"lr {t.lr}, {t.precision}; store {config.data.store} -> {target}{' (resume)' if resume else ''}")
+                      f"lr {t.lr}, {resolve_precision(t.precision, env.device)}; store {config.data.store} -> {target}{' (resume)' if resume else ''}")
     result = train(config, resume=resume, run_dir=target, stop_at=steps, progress=not quiet, env=env)
     if env.is_main:
         status = "interrupted, checkpoint saved" if result.interrupted else "done"

@@ -103,6 +103,11 @@ class DataConfig(Section):
     crop_ratio: float = Field(1.1, ge=1.0, le=2.0, description="ten-crop: resize to image_size * ratio first")
     max_images: Optional[int] = Field(None, ge=1, description="use only the first N images of the source")
     store: str = Field("runs/tokens", description="folder of the token store written by tokenize, read by train")
+    val_images: int = Field(
+        0, ge=0, description="held-out images for the validation NLL (0: none); built-in data sets take them from "
+        "their test split, other sources hold out an evenly spaced slice that training never sees",
+    )
+    val_store: Optional[str] = Field(None, description="token store of the held-out images (default: <store>-val)")
     strict: bool = Field(False, description="treat unreadable image files as fatal instead of skipping them")
     num_workers: int = Field(0, ge=0, le=64, description="data loader worker processes")
 
@@ -343,7 +348,9 @@ class AblateConfig(Section):
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="seeds; each variant runs once per seed")
     baseline_seeds: int = Field(1, ge=1, description="extra baseline runs with seeds +1, +2, ... to measure noise")
-    eval_samples_per_class: int = Field(10, ge=1, description="class-balanced samples per evaluation round")
+    eval_samples_per_class: int = Field(
+        10, ge=0, description="class-balanced samples per evaluation round (0: no sampling, validation NLL only)"
+    )
     out_dir: str = Field("runs/ablate-{axis}", description="study folder; {axis} is the axis name")
 
 

@@ -30,8 +30,8 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation import evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.evaluation.nll import validation_nll
-from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
 from mirai_cli.fileio import write_json
+from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
 from mirai_cli.sampling import run_sample_job
 from mirai_cli.sampling.from_config import sample_job_from_config
 from mirai_cli.tokenizer.from_config import validation_store_path

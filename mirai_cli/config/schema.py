@@ -193,6 +193,10 @@ class ForesightConfig(Section):
     border: Literal["drop", "wrap"] = Field(
         "drop", description="targets outside the grid: drop the pair, or wrap to the next row (public code)"
     )
+    align_class: bool = Field(
+        True, description="Mirai-E: every head also aligns the class position 0 with the teacher's position 0 "
+        "(the paper's code); no effect with an encoder teacher"
+    )
     depth: Optional[int] = Field(None, ge=1, description="block whose output is the student feature (1-indexed; default 2/3 of layers)")
     projector_dim: int = Field(2048, ge=1, description="hidden width of each projector MLP")
     lambda_: Union[float, list[float]] = Field(

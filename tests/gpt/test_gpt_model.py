@@ -11,9 +11,7 @@ import torch
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt import GPT, GPTConfig
 
-COMPAT = Path("/work/shared/compat/llamagen_state_dict_shapes.json")
-if not COMPAT.exists():  # the repository copy, when the shared folder is not mounted
-    COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "llamagen_state_dict_shapes.json"
+COMPAT = Path(__file__).resolve().parents[1] / "compat" / "llamagen_state_dict_shapes.json"
 
 
 def tiny_cfg(**kw) -> GPTConfig:
@@ -31,7 +29,6 @@ def randomised(model: GPT, seed: int = 0) -> GPT:
     return model
 
 
-@pytest.mark.skipif(not COMPAT.exists(), reason="compat shapes file not available")
 @pytest.mark.parametrize("name", ["GPT-B", "GPT-L", "GPT-XL"])
 def test_names_shapes_and_sizes_match_llamagen(name):
     ref = json.loads(COMPAT.read_text())

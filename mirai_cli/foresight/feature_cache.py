@@ -212,25 +212,25 @@ def open_feature_cache(
     path = cache_path(store.path, encoder_name, input_size)
     if not (path / MANIFEST).is_file():
         raise MiraiError(f"no teacher features for {encoder_name} at {input_size[0]}x{input_size[1]} next to token "
-                         f"store {store.path}: run `mirai train --cache-teacher` first")
+                         f"store {store.path}: run `mirai train --set foresight.cache_teacher=true` first")
     manifest = _read_manifest(path)
     if manifest.get("status") != "complete":
-        raise MiraiError(f"teacher feature cache {path} is incomplete: rerun `mirai train --cache-teacher` to finish it")
+        raise MiraiError(f"teacher feature cache {path} is incomplete: rerun `mirai train --set foresight.cache_teacher=true` to finish it")
     if manifest["store"] != store_identity(store):
         diff = [k for k in manifest["store"] if manifest["store"].get(k) != store_identity(store).get(k)]
         raise MiraiError(f"teacher feature cache {path} does not match the crops of token store {store.path} "
-                         f"(differs in {', '.join(diff)}); delete it and rerun `mirai train --cache-teacher`")
+                         f"(differs in {', '.join(diff)}); delete it and rerun `mirai train --set foresight.cache_teacher=true`")
     for key, value in (expect_encoder or {}).items():
         if key in ENCODER_FIELDS and json.loads(json.dumps(value)) != manifest["encoder"].get(key):
             raise MiraiError(f"teacher feature cache {path} was made with {key} = {manifest['encoder'].get(key)!r}, "
-                             f"this run uses {value!r}; delete it and rerun `mirai train --cache-teacher`")
+                             f"this run uses {value!r}; delete it and rerun `mirai train --set foresight.cache_teacher=true`")
     shards = []
     for k in range(int(manifest["num_shards"])):
         try:
             arr = np.load(path / f"{k:05d}.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} cannot be read ({exc}); "
-                             "delete it and rerun `mirai train --cache-teacher`") from exc
+                             "delete it and rerun `mirai train --set foresight.cache_teacher=true`") from exc
         if arr.dtype != np.float16 or tuple(arr.shape[1:]) != tuple(manifest["shape"][1:]):
             raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} has {arr.shape} {arr.dtype}")
         shards.append(arr)

@@ -1,6 +1,6 @@
 """Which student position is aligned with which teacher feature, per foresight head.
 
-The whole index convention lives in `aligned_pairs` (SPEC.md section 4, CONTRACTS.md):
+The whole index convention lives in `aligned_pairs` (docs/method.md, "Foresight"):
 
 * cells c = 0..N-1 in raster order, cell c = (c // w, c % w);
 * the student position whose input token is cell g is sequence position g + 1 (g = 0..N-2; the class

@@ -1,4 +1,4 @@
-"""Projector heads rho_k (SPEC.md section 4): one MLP per head, shared by all positions."""
+"""Projector heads rho_k (docs/method.md, "Foresight"): one MLP per head, shared by all positions."""
 
 from __future__ import annotations
 

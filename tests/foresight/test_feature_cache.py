@@ -77,7 +77,7 @@ def test_mismatches_are_one_clear_error(tiny_store, tmp_path):
     build_feature_cache(store, enc, shard_entries=3)
     with pytest.raises(MiraiError, match="weights_sha256"):
         open_feature_cache(store, "tokenizer", (16, 16), expect_encoder={"weights_sha256": "0" * 64})
-    with pytest.raises(MiraiError, match="cache-teacher"):
+    with pytest.raises(MiraiError, match="foresight.cache_teacher=true"):
         open_feature_cache(store, "efficientnet-lite0", (128, 128))
     store.manifest = dict(store.manifest, crop_mode="none")  # codes from other crops than the cache's
     with pytest.raises(MiraiError, match="crop_mode"):

@@ -9,7 +9,13 @@ import torch
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt import GPT, GPTConfig
-from mirai_cli.gpt.checkpoint import ShapeHints, check_fits, infer_config, load_gpt_checkpoint, save_gpt_weights
+from mirai_cli.gpt.checkpoint import (
+    ShapeHints,
+    check_fits,
+    infer_config,
+    load_gpt_checkpoint,
+    save_gpt_weights,
+)
 
 COMPAT = Path(__file__).resolve().parents[1] / "compat" / "llamagen_state_dict_shapes.json"
 TINY = ShapeHints(model=(2, 128, 2), grid=(4, 4))  # what a preset says about make_model()'s shape

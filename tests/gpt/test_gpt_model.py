@@ -131,7 +131,7 @@ def sharp_llamagen_file(path: Path, heads: int, grid: tuple[int, int]) -> dict:
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=37, num_classes=5, layers=2, dim=64, heads=heads, grid=grid))
     with torch.no_grad():
-        for name, w in model.named_parameters():
+        for w in model.parameters():
             if w.dim() == 2:
                 w.copy_(torch.randn_like(w) * 0.02 * 8)  # every matrix x8 (the output's zero init too)
     sd = model.state_dict()

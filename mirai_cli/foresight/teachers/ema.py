@@ -1,4 +1,4 @@
-"""Mirai-E teacher: the EMA of the generator itself (SPEC.md section 4).
+"""Mirai-E teacher: the EMA of the generator itself (docs/method.md, "Foresight").
 
 Ordering in the training step (the trainer's job, stated here because the method depends on it):
     1. teacher features = EMATeacher(tokens, labels)   <- EMA as of the previous step

@@ -1,4 +1,4 @@
-"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (SPEC.md section 4).
+"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (docs/method.md, "Foresight").
 
 Every encoder takes the exact crop that produced the codes, as pixels in [0, 1] [B, 3, S, S], resizes it
 (bicubic) to its input size, normalises it with its own mean/std, and returns features resampled to the

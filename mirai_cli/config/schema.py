@@ -1,8 +1,8 @@
 """The preset schema: one pydantic model per preset section, and `MiraiConfig` that holds them all.
 
 Every field is typed, bounded where it has bounds, and carries a one-line description (shown by
-`mirai presets show --explain` and used in error messages). Cross-field rules live in `MiraiConfig`.
-Defaults follow ../shared/SPEC.md (the Mirai and LlamaGen papers).
+`mirai presets show` and used in error messages). Cross-field rules live in `MiraiConfig`.
+Defaults follow the Mirai and LlamaGen papers (docs/method.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _check_duration(value: Any) -> Union[int, str]:
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
 GPT_SIZES: dict[str, tuple[int, int, int]] = {
-    # name: (layers, dim, heads) — SPEC.md section 3.
+    # name: (layers, dim, heads) — docs/method.md, "GPT".
     "GPT-B": (12, 768, 12),
     "GPT-L": (24, 1024, 16),
     "GPT-XL": (36, 1280, 20),
@@ -44,7 +44,7 @@ GPT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 VQ_SIZES: dict[str, dict[str, Any]] = {
-    # LlamaGen's VQ-16 and VQ-8 (SPEC.md section 2).
+    # LlamaGen's VQ-16 and VQ-8 (docs/method.md, "Tokenizer").
     "VQ-16": {"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
     "VQ-8": {"ch": 128, "ch_mult": [1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
 }
@@ -140,6 +140,9 @@ class TokenizerConfig(Section):
     disc_start: int = Field(20000, ge=0, description="tokenize fit: step at which the discriminator starts")
     encode_batch_size: int = Field(64, ge=1, description="tokenize encode: images per batch")
     shard_size: int = Field(4096, ge=1, description="tokenize encode: images per store shard")
+    encode_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="tokenize encode: fp32 as LlamaGen extracts codes; bf16 autocast is faster but flips some codes"
+    )
     fit_time_limit: Optional[float] = Field(None, gt=0, description="tokenize fit: stop (with a checkpoint) after this many seconds")
 
     @model_validator(mode="after")
@@ -393,7 +396,7 @@ class MiraiConfig(BaseModel):
         layers = self.model.layers
         assert layers is not None
         if self.foresight.depth is None:
-            # SPEC: 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
+            # docs/method.md, "Foresight": 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
             object.__setattr__(self.foresight, "depth", max(1, round(2 * layers / 3)))
         elif self.foresight.depth > layers:
             raise ValueError(f"foresight.depth = {self.foresight.depth} exceeds model.layers = {layers}")

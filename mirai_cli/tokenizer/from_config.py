@@ -28,6 +28,13 @@ def vq_config_from(config: MiraiConfig) -> VQConfig:
     )
 
 
+def stated_vq_config(config: MiraiConfig) -> Optional[VQConfig]:
+    """The tokenizer config when the presets or --set state its shape (size or a shape field), else None: what a
+    checkpoint that records no config may take from them."""
+    said = {"size", "ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim", "norm_groups"}
+    return vq_config_from(config) if said & config.tokenizer.model_fields_set else None
+
+
 def tokenizer_location(config: MiraiConfig) -> Path:
     """Where the tokenizer lives: tokenizer.checkpoint (a file, or a `tokenize fit` folder)."""
     if config.tokenizer.checkpoint:
@@ -69,7 +76,7 @@ def encode_from_config(config: MiraiConfig, tokenizer: Optional[Path] = None, st
     return encode_store(
         tokenizer or tokenizer_location(config), d.source, store or default_store, image_size=d.image_size,
         crop_mode=d.crop, crop_ratio=d.crop_ratio, split=split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
-        precision=config.train.precision, strict=d.strict, limit=limit,
+        precision=t.encode_precision, strict=d.strict, limit=limit, stated=stated_vq_config(config),
         extra={"preset": config_to_dict(config)}, show_progress=show_progress, **kwargs,
     )
 

@@ -49,19 +49,44 @@ VQ_SIZES: dict[str, dict[str, Any]] = {
     "VQ-8": {"ch": 128, "ch_mult": [1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
 }
 
-ENCODERS = (
-    "dinov2-vit-s",
-    "dinov2-vit-b",
-    "dinov2-vit-l",
-    "efficientnet-lite0",
-    "efficientnet-lite1",
-    "efficientnet-lite2",
-    "tokenizer",
-)
+# Mirai-I encoders and their foresight.encoder_layer choices: EfficientNet-Lite = the stride of a stage (its
+# last block's output; input size stride x grid makes that map exactly the token grid), DINOv2 = a block,
+# 1-indexed. Torch-free so that presets validate without loading torch.
+EFFNET_STRIDES = (4, 8, 16, 32)
+ENCODER_LAYERS: dict[str, tuple[int, ...]] = {
+    "dinov2-vit-s": tuple(range(1, 13)),
+    "dinov2-vit-b": tuple(range(1, 13)),
+    "dinov2-vit-l": tuple(range(1, 25)),
+    "efficientnet-lite0": EFFNET_STRIDES,
+    "efficientnet-lite1": EFFNET_STRIDES,
+    "efficientnet-lite2": EFFNET_STRIDES,
+    "tokenizer": (),
+}
+ENCODERS = tuple(ENCODER_LAYERS)
+
+
+def encoder_layer_problem(name: str, layer: Optional[int], grid: Optional[int] = None,
+                          resolution: Optional[int] = None) -> Optional[str]:
+    """Why foresight.encoder_layer = `layer` does not work with encoder `name` (None when it does). With an
+    EfficientNet stage, an explicit resolution must make that stage's map exactly the grid x grid tokens."""
+    if layer is None or name not in ENCODER_LAYERS:
+        return None
+    layers = ENCODER_LAYERS[name]
+    if not layers:
+        return f"foresight.encoder_layer: encoder {name} has no layer choice; leave it unset"
+    stage = name.startswith("efficientnet")
+    if layer not in layers:
+        what = f"a stage stride ({', '.join(map(str, layers))})" if stage else f"a block (1..{len(layers)})"
+        return f"foresight.encoder_layer = {layer}: {name} takes {what}"
+    if stage and grid is not None and resolution is not None and resolution != layer * grid:
+        return (f"foresight.encoder_resolution = {resolution} gives {name}'s stride-{layer} stage a "
+                f"{resolution / layer:g}x{resolution / layer:g} map, not the {grid}x{grid} token grid; leave "
+                f"encoder_resolution unset (it is then {layer * grid}) or set it to {layer * grid}")
+    return None
 
 EXTRACTORS = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
-ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup")
+ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup", "encoder_layer", "target_norm")
 
 
 def fill_named_size(section: BaseModel, named: Optional[dict[str, Any]], required: tuple[str, ...]) -> None:
@@ -220,6 +245,17 @@ class ForesightConfig(Section):
     encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
+    encoder_layer: Optional[int] = Field(
+        None, ge=1, description="Mirai-I: where the target is read: EfficientNet stage stride 4/8/16/32 (input "
+        "stride x grid unless encoder_resolution is set), DINOv2 block 1..depth; default the last"
+    )
+    target_norm: Literal["none", "layer", "spatial"] = Field(
+        "none", description="target normalisation: none, layer (per position over channels) or spatial (iREPA: "
+        "per image and channel over the positions)"
+    )
+    target_norm_alpha: float = Field(
+        0.6, ge=0.0, le=1.0, description="spatial target norm: fraction of the spatial mean subtracted (iREPA's 0.6)"
+    )
     encoder_resize: Literal["bicubic", "bicubic-antialias"] = Field(
         "bicubic", description="Mirai-I: encoder input resize: normalise then plain bicubic (the paper's code), or "
         "bicubic antialiased when shrinking and clamped, then normalised"
@@ -270,6 +306,9 @@ class ForesightConfig(Section):
             raise ValueError("layout 2d has 9 default offsets; give k <= 9 or explicit offsets")
         if isinstance(self.lambda_, list) and len(self.lambda_) != self.k:
             raise ValueError(f"lambda has {len(self.lambda_)} values for k = {self.k} heads")
+        problem = encoder_layer_problem(self.encoder, self.encoder_layer)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -404,6 +443,10 @@ class MiraiConfig(BaseModel):
         for offset in self.foresight.offsets or []:
             if (len(offset) == 2 and max(offset) >= grid) or (len(offset) == 1 and offset[0] >= grid * grid):
                 raise ValueError(f"foresight.offsets {offset} reaches outside the {grid}x{grid} token grid")
+        fc = self.foresight
+        problem = encoder_layer_problem(fc.encoder, fc.encoder_layer, grid, fc.encoder_resolution)
+        if problem:
+            raise ValueError(problem)
         if self.sample.classes is not None:
             bad = [c for c in self.sample.classes if c >= self.model.num_classes]
             if bad:

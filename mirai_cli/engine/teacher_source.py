@@ -34,15 +34,16 @@ class TeacherSource:
 class EMASource(TeacherSource):
     teacher_space = "sequence"
 
-    def __init__(self, dim: int, depth: int, level: str, precision: str = "fp32"):
+    def __init__(self, dim: int, depth: int, level: str, options: TargetOptions):
         self.teacher_dim = dim
         self.depth = depth
         self.level = level
-        self.precision = precision
+        self.options = options
         self.teacher: Optional[EMATeacher] = None
 
     def attach_ema(self, ema_model: nn.Module) -> None:
-        self.teacher = EMATeacher(ema_model, self.depth, self.level, self.precision)  # type: ignore[arg-type]
+        o = self.options
+        self.teacher = EMATeacher(ema_model, self.depth, self.level, o.precision, o.norm, o.norm_alpha)  # type: ignore[arg-type]
 
     def features(self, codes, labels, images, crops):
         assert self.teacher is not None, "attach_ema() first"
@@ -81,7 +82,8 @@ class CachedEncoderSource(TeacherSource):
 
 def target_options(config: MiraiConfig) -> TargetOptions:
     fc = config.foresight
-    return TargetOptions(precision=fc.teacher_precision, resize=fc.encoder_resize)
+    return TargetOptions(precision=fc.teacher_precision, resize=fc.encoder_resize, layer=fc.encoder_layer,
+                         norm=fc.target_norm, norm_alpha=fc.target_norm_alpha)
 
 
 def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.device) -> FrozenEncoder:
@@ -104,7 +106,8 @@ def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.d
 def teacher_cache_name(config: MiraiConfig) -> str:
     """The cache folder this preset's Mirai-I targets live in (known without loading the encoder)."""
     fc = config.foresight
-    size = encoder_input_size(fc.encoder, (config.grid, config.grid), fc.encoder_resolution, config.tokenizer.downsample)
+    size = encoder_input_size(fc.encoder, (config.grid, config.grid), fc.encoder_resolution, config.tokenizer.downsample,
+                              fc.encoder_layer)
     return cache_name(fc.encoder, size, target_options(config))
 
 
@@ -130,7 +133,7 @@ def build_teacher_source(
 ) -> TeacherSource:
     fc = config.foresight
     if fc.source == "ema":
-        return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level, precision=fc.teacher_precision)
+        return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level, options=target_options(config))
     if fc.source == "encoder":
         if not fc.cache_teacher:
             return OnlineEncoderSource(build_frozen_encoder(config, store, device), store, device)

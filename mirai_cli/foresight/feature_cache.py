@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 # What ties a cache to the crops its store's codes came from.
 STORE_FIELDS = ("tokenizer_sha256", "source", "crop_mode", "image_size", "grid", "num_crops", "count")
 ENCODER_FIELDS = ("encoder", "timm_name", "grid", "input_size", "teacher_dim", "mean", "std", "weights_sha256",
-                  "precision", "resize")
+                  "precision", "resize", "layer", "norm", "norm_alpha")
 SHARD_BYTES = 256 << 20  # target shard size: bounded memory while building
 FLOAT16_MAX = 65504.0
 REBUILD = "delete it and train again with foresight.cache_teacher = true"

@@ -14,7 +14,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from mirai_cli.foresight.teachers.targets import TEACHER_PRECISIONS, teacher_autocast
+from mirai_cli.foresight.teachers.targets import (
+    SPATIAL_ALPHA,
+    TEACHER_PRECISIONS,
+    normalise_targets,
+    teacher_autocast,
+)
 
 
 class EMATeacher:
@@ -24,13 +29,15 @@ class EMATeacher:
 
     level="output" (the injection ablation) targets the EMA's final normed hidden state instead; that needs
     the full forward. precision: "fp32" (the paper's code: the fp32 EMA outside autocast) or "bf16".
+    norm / norm_alpha: `normalise_targets`; "spatial" statistics come from the cell positions 1.. (the class
+    position 0 is normalised with them).
     """
 
     teacher_space = "sequence"
 
     def __init__(
         self, ema_model: nn.Module, depth: int, level: Literal["internal", "output"] = "internal",
-        precision: str = "fp32",
+        precision: str = "fp32", norm: str = "none", norm_alpha: float = SPATIAL_ALPHA,
     ) -> None:
         if level not in ("internal", "output"):
             raise ValueError(f"level must be 'internal' or 'output', got {level!r}")
@@ -40,6 +47,7 @@ class EMATeacher:
         self.depth = int(depth)
         self.level = level
         self.precision = precision
+        self.norm, self.norm_alpha = norm, norm_alpha
 
     @property
     def teacher_dim(self) -> int:
@@ -55,4 +63,4 @@ class EMATeacher:
                 feature = self.model.forward_features(tokens, labels, self.depth)
             else:
                 feature = self.model(tokens, labels).final_hidden
-        return feature.detach().float()
+        return normalise_targets(feature.detach(), self.norm, self.norm_alpha, first=1)

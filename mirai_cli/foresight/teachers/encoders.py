@@ -13,6 +13,9 @@ Targets: DINOv2 = final-layer normalised patch tokens (the paper's). EfficientNe
 last inverted-residual stage (320/320/352-d, a linear bottleneck, so signed values suited to a cosine
 target), not the 1x1 head conv that only widens it to 1280 with ReLU6: 4x less to cache and to project.
 The tokenizer = the VQ encoder's map before quant_conv (z_channels).
+`TargetOptions.layer` (foresight.encoder_layer) picks an earlier EfficientNet stage by its stride (4, 8, 16,
+32; input stride x grid makes its map exactly the token grid) or a DINOv2 block (final norm applied);
+`TargetOptions.norm` then normalises the grid features (none | layer | spatial, as iREPA).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from mirai_cli.config.schema import ENCODER_LAYERS, encoder_layer_problem
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
-from mirai_cli.foresight.teachers.targets import TargetOptions, teacher_autocast
+from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
 from mirai_cli.foresight.teachers.weights import (
     load_into,
     lukemelas_to_timm_efficientnet,
@@ -51,6 +55,11 @@ class EncoderSpec:
     hub_repo: str | None = None
     package: tuple[str, str] | None = None  # (module, class with get_model_file_path)
     weights_hint: str = ""
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """foresight.encoder_layer choices (EfficientNet: stage strides; DINOv2: blocks, 1-indexed)."""
+        return ENCODER_LAYERS[self.name]
 
 
 def _dinov2(size: str, dim: int, fb_file: str) -> EncoderSpec:
@@ -128,7 +137,8 @@ class FrozenEncoder(nn.Module):
         x = prepare_pixels(pixels.to(device), self.input_size, self.spec.mean, self.spec.std, self.options.resize)
         with teacher_autocast(device, self.options.precision):
             fmap = self._features(x)
-        return features_to_grid(fmap.float(), self.grid)
+        targets = features_to_grid(fmap.float(), self.grid)
+        return normalise_targets(targets, self.options.norm, self.options.norm_alpha)
 
     @property
     def cache_name(self) -> str:
@@ -167,16 +177,20 @@ def encoder_names() -> list[str]:
 
 
 def encoder_teacher_dim(name: str) -> int | None:
-    """Feature width of a named encoder (None for "tokenizer": its z_channels)."""
+    """Feature width of a named encoder's default target (None for "tokenizer": its z_channels)."""
     return _spec(name).teacher_dim
 
 
 def encoder_input_size(
-    name: str, grid: tuple[int, int], resolution: int | None = None, tokenizer_downsample: int | None = None
+    name: str, grid: tuple[int, int], resolution: int | None = None, tokenizer_downsample: int | None = None,
+    layer: int | None = None,
 ) -> tuple[int, int]:
-    """The pixel size a named encoder runs at for `grid` (known without loading any weights)."""
+    """The pixel size a named encoder runs at for `grid` (known without loading any weights): `resolution`,
+    else stride x grid, where an EfficientNet `layer` (a stage stride) is the stride."""
     spec = _spec(name)
     stride = spec.stride if spec.stride is not None else tokenizer_downsample
+    if spec.family == "efficientnet" and layer is not None:
+        stride = layer
     if stride is None:
         raise ValueError("encoder 'tokenizer' needs tokenizer_downsample")
     return _input_size(int(stride), (int(grid[0]), int(grid[1])), resolution)
@@ -223,6 +237,9 @@ def build_encoder(
     spec = _spec(name)
     grid = (int(grid[0]), int(grid[1]))
     options = options or TargetOptions()
+    problem = encoder_layer_problem(name, options.layer, grid[0] if grid[0] == grid[1] else None, resolution)
+    if problem:
+        raise MiraiError(problem)
     if spec.family == "tokenizer":
         encoder = _build_tokenizer(spec, grid, tokenizer, resolution, options)
     elif spec.family == "dinov2":
@@ -235,6 +252,7 @@ def build_encoder(
 def _build_dinov2(spec, grid, weights, resolution, pretrained, options) -> FrozenEncoder:
     timm = _import_timm()
     size = _input_size(spec.stride, grid, resolution)
+    block = options.layer or len(spec.layers)  # 1-indexed; default: the last block (the paper's target)
     if size[0] % spec.stride or size[1] % spec.stride:
         raise MiraiError(f"{spec.name}: encoder resolution {size[0]} is not a multiple of its {spec.stride} px patch")
     # Find the weights before building anything, so a missing file fails at once.
@@ -254,17 +272,17 @@ def _build_dinov2(spec, grid, weights, resolution, pretrained, options) -> Froze
         source = str(path)
 
     def features(x: torch.Tensor) -> torch.Tensor:
-        tokens = model.forward_features(x)  # final norm applied: the paper's target
-        patches = tokens[:, model.num_prefix_tokens:]
-        fh, fw = x.shape[-2] // spec.stride, x.shape[-1] // spec.stride
-        return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], fh, fw)
+        # Patch tokens [B, D, fh, fw] after `block`, final norm applied (the last block's: the paper's target).
+        return model.forward_intermediates(x, indices=[block - 1], norm=True, stop_early=True,
+                                           output_fmt="NCHW", intermediates_only=True)[0]
 
     return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source, options)
 
 
 def _build_effnet(spec, grid, weights, resolution, pretrained, options) -> FrozenEncoder:
     timm = _import_timm()
-    size = _input_size(spec.stride, grid, resolution)
+    stride = options.layer or spec.stride
+    size = _input_size(stride, grid, resolution)
     path = (weights or package_weights(spec.package[0], spec.package[1], spec.name)) if pretrained else None
     model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
     source = "random init"
@@ -274,10 +292,14 @@ def _build_effnet(spec, grid, weights, resolution, pretrained, options) -> Froze
         load_into(model, state, spec.name, str(path))
         source = str(path)
 
-    def features(x: torch.Tensor) -> torch.Tensor:
-        return model.blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then every stage
+    # The last block at each stride (timm's feature_info): stride 32 = every stage, the default target.
+    info = {int(i["reduction"]): i for i in model.feature_info if int(i["reduction"]) in spec.layers}[stride]
+    blocks = model.blocks[: int(info["module"].split(".")[1]) + 1]
 
-    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source, options)
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then the stages up to `stride`
+
+    return FrozenEncoder(spec, model, features, grid, size, int(info["num_chs"]), source, options)
 
 
 def _build_tokenizer(spec, grid, tokenizer, resolution, options) -> FrozenEncoder:

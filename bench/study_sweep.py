@@ -41,6 +41,14 @@ CONFIGS: dict[str, list[str]] = {
     "enc-k1-w0": ['foresight.source="encoder"', "foresight.k=1", "foresight.warmup=0"],
     "enc-l05": ['foresight.source="encoder"', "foresight.lambda=0.5"],
     "enc-w0": ['foresight.source="encoder"', "foresight.warmup=0"],
+    # Mirai-I with spatial targets (iREPA): a Lite1 stage whose map is exactly the 8x8 grid, optional
+    # spatial normalisation of the targets
+    "enc-s8": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64"],
+    "enc-s16": ['foresight.source="encoder"', "foresight.encoder_layer=16"],
+    "enc-s32": ['foresight.source="encoder"', "foresight.encoder_layer=32", "foresight.encoder_resolution=256"],
+    "enc-sp": ['foresight.source="encoder"', 'foresight.target_norm="spatial"'],
+    "enc-s16-sp": ['foresight.source="encoder"', "foresight.encoder_layer=16", 'foresight.target_norm="spatial"'],
+    "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
 }
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]
 
@@ -100,8 +108,23 @@ def run_one(name: str, seed: int, steps: int, every: int) -> None:
                                 "finished": time.strftime("%Y-%m-%d %H:%M")}))
 
 
+def warm_teacher_caches(names: list[str]) -> None:
+    """Build each Mirai-I configuration's teacher-feature cache once, before parallel rows would race for it."""
+    import torch
+
+    from mirai_cli.config import load_config
+    from mirai_cli.data.store import TokenStore
+    from mirai_cli.engine.teacher_source import ensure_feature_cache
+
+    for name in names:
+        config = load_config(PRESETS, CONFIGS[name] + COMMON)
+        if config.foresight.source == "encoder" and config.foresight.cache_teacher:
+            ensure_feature_cache(config, TokenStore.open(config.data.store), torch.device("cpu"), progress=False)
+
+
 def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: int) -> None:
     """Rows in parallel processes (one thread each, passive OpenMP waiting: jobs share the cores)."""
+    warm_teacher_caches(names)
     todo = [(n, s) for n in names for s in seeds if not (run_dir(n, s) / "wall.json").is_file()]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)))
     running: list[tuple[str, int, subprocess.Popen]] = []

@@ -50,6 +50,9 @@ CONFIGS: dict[str, list[str]] = {
     "enc-s32": ['foresight.source="encoder"', "foresight.encoder_layer=32", "foresight.encoder_resolution=256"],
     "enc-sp": ['foresight.source="encoder"', 'foresight.target_norm="spatial"'],
     "enc-s16-sp": ['foresight.source="encoder"', "foresight.encoder_layer=16", 'foresight.target_norm="spatial"'],
+    "enc-s16-l05": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
+    "enc-s16-k1": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.k=1"],
+    "enc-s16-w0": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.warmup=0"],
     "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
 }
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]

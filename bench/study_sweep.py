@@ -53,6 +53,10 @@ CONFIGS: dict[str, list[str]] = {
     "enc-s16-l05": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
     "enc-s16-k1": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.k=1"],
     "enc-s16-w0": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.warmup=0"],
+    # Global-norm clipping at 1.0 is active at every step at this scale (baseline grad norm 1.2-1.3): an
+    # auxiliary gradient then shrinks the NTP step. Both arms without clipping:
+    "base-noclip": ['foresight.source="none"', "train.grad_clip=0"],
+    "enc-s16-noclip": ['foresight.source="encoder"', "foresight.encoder_layer=16", "train.grad_clip=0"],
     "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
 }
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]

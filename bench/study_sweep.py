@@ -117,23 +117,13 @@ def run_one(name: str, seed: int, steps: int, every: int) -> None:
                                 "finished": time.strftime("%Y-%m-%d %H:%M")}))
 
 
-def warm_teacher_caches(names: list[str]) -> None:
-    """Build each Mirai-I configuration's teacher-feature cache once, before parallel rows would race for it."""
-    import torch
-
-    from mirai_cli.config import load_config
-    from mirai_cli.data.store import TokenStore
-    from mirai_cli.engine.teacher_source import ensure_feature_cache
-
-    for name in names:
-        config = load_config(PRESETS, CONFIGS[name] + COMMON)
-        if config.foresight.source == "encoder" and config.foresight.cache_teacher:
-            ensure_feature_cache(config, TokenStore.open(config.data.store), torch.device("cpu"), progress=False)
-
-
 def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: int) -> None:
     """Rows in parallel processes (one thread each, passive OpenMP waiting: jobs share the cores)."""
-    warm_teacher_caches(names)
+    from mirai_cli.ablate.axes import Variant
+    from mirai_cli.ablate.runner import prepare_teacher_caches
+    from mirai_cli.config import load_config
+
+    prepare_teacher_caches([Variant(n, n, n, (), 0, load_config(PRESETS, CONFIGS[n] + COMMON)) for n in names], False)
     todo = [(n, s) for n in names for s in seeds if not (run_dir(n, s) / "wall.json").is_file()]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)))
     running: list[tuple[str, int, subprocess.Popen]] = []

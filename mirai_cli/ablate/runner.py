@@ -206,6 +206,7 @@ def run_study(
         raise MiraiError(f"no variant named {only!r} in this study; variants: {', '.join(v.name for v in study.variants)}")
     if prepare_data is not None:
         prepare_data(study.variants[0].config)  # type: ignore[arg-type]
+        prepare_teacher_caches(chosen, progress)
     if jobs > 1 and len(chosen) > 1:
         run_in_processes(study, chosen, presets, overrides, values, jobs, log)
         return {v.name: [record for _, record in sorted(read_evals(study.evals_path(v)).items())] for v in chosen}
@@ -213,6 +214,19 @@ def run_study(
     for variant in chosen:
         results[variant.name] = run_variant(study, variant, progress, log)
     return results
+
+
+def prepare_teacher_caches(variants: Sequence[Variant], progress: bool = True) -> None:
+    """Build every cached Mirai-I teacher the variants need, once, before any of them trains (parallel variants
+    would otherwise race to build the same cache)."""
+    from mirai_cli.engine.teacher_source import ensure_feature_cache
+    from mirai_cli.runtime import resolve_device
+
+    for variant in variants:
+        fc = variant.config.foresight  # type: ignore[union-attr]
+        if fc.source == "encoder" and fc.cache_teacher:
+            store = TokenStore.open(variant.config.data.store)  # type: ignore[union-attr]
+            ensure_feature_cache(variant.config, store, resolve_device("auto"), progress)  # type: ignore[arg-type]
 
 
 def run_in_processes(

@@ -57,6 +57,9 @@ CONFIGS: dict[str, list[str]] = {
     # auxiliary gradient then shrinks the NTP step. Both arms without clipping:
     "base-noclip": ['foresight.source="none"', "train.grad_clip=0"],
     "enc-s16-noclip": ['foresight.source="encoder"', "foresight.encoder_layer=16", "train.grad_clip=0"],
+    # Alignment helped early and hurt late (enc-s16, -noclip): decay lambda to 0 by the end (cosine).
+    "enc-s16-cos": ['foresight.source="encoder"', "foresight.encoder_layer=16", 'foresight.lambda_schedule="cosine"',
+                    "foresight.lambda_factor=0"],
     "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
 }
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]

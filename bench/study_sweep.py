@@ -167,8 +167,8 @@ def table() -> str:
     base_final = base_mean[max(base_mean)] if base_mean else None
     finals = [c[max(c)] for c in base_curves]
     base_sd = statistics.stdev(finals) if len(finals) > 1 else None
-    lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | vs base mean (base sd) "
-             "| steps to base final | speed-up |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | gain vs base mean (base sd) "
+             "| gain vs base, same seed | steps to base final | speed-up | reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         for folder in sorted((ROOT / name).glob("s*")):
             if not folder.is_dir():
@@ -176,16 +176,20 @@ def table() -> str:
             seed = int(folder.name[1:])
             row = load_row(name, seed)
             if row is None:
-                lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - |")
+                lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - | - "
+                             f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
                 continue
             curve = row["curve"]
             final = curve[max(curve)]
             reach = crossing_step(list(curve), list(curve.values()), base_final) if base_final else None
             delta = f"{(base_final - final):+.4f} ({(base_final - final) / base_sd:+.1f} sd)" if base_sd else "-"
             points = " ".join(f"{curve[s]:.3f}" for s in sorted(curve))
+            same = base_rows.get(seed)
+            paired = f"{same['curve'][max(same['curve'])] - final:+.4f}" if same else "-"
             lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
-                         f"| {points} | {final:.4f} | {delta} | {f'{reach:.0f}' if reach else 'never'} | "
-                         f"{f'{max(base_mean) / reach:.2f}x' if reach else '-'} |")
+                         f"| {points} | {final:.4f} | {delta} | {paired} | {f'{reach:.0f}' if reach else 'never'} | "
+                         f"{f'{max(base_mean) / reach:.2f}x' if reach else '-'} "
+                         f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
     if finals:
         s = summarize(finals)
         lines.append(f"\nBaseline final val NLL over seeds {sorted(base_rows)}: mean {s.mean:.4f}, sd "

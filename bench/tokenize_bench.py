@@ -6,7 +6,10 @@ Prints, as JSON lines:
   - images/s of encode_to_codes for the `tiny` tokenizer (32 px) and for VQ-16 (256 px), random weights
     (speed does not depend on the weights), one crop per image;
   - images/s of a full `encode_store` run (tiny, Fashion-MNIST, flip crops: data loading and crops included)
-    and the store's bytes per token and per image."""
+    and the store's bytes per token and per image;
+  - the cost of fp32 extraction (the default) against bf16 autocast (forced, even where `resolve_precision`
+    would fall back): time per batch measured A B A B, and the fraction of codes bf16 changes (trained tiny
+    tokenizer of the tests on its golden image, and VQ-16 with random weights)."""
 
 from __future__ import annotations
 
@@ -44,6 +47,40 @@ def encode_speed(cfg: VQConfig, size: int, batch: int, batches: int, precision: 
             "images_per_s": round(batch * batches / dt, 2)}
 
 
+@torch.no_grad()
+def precision_cost(model: VQModel, x: torch.Tensor, name: str, rounds: int) -> dict:
+    """fp32 against bf16 autocast on the same batch, alternating (A B A B) so that load on a shared machine
+    hits both alike; and how many codes bf16 flips."""
+    dev = x.device
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    codes = {}
+    for _ in range(rounds + 1):  # the first round warms up
+        for prec in ("fp32", "bf16"):
+            t = time.perf_counter()
+            with autocast(dev, prec):
+                codes[prec] = model.encode_to_codes(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[prec].append(time.perf_counter() - t)
+    fp32, bf16 = (sorted(times[p][1:])[len(times[p][1:]) // 2] for p in ("fp32", "bf16"))
+    return {"bench": "encode_precision", "tokenizer": name, "image_size": x.shape[-1], "batch": x.shape[0],
+            "device": str(dev), "fp32_s": round(fp32, 4), "bf16_s": round(bf16, 4),
+            "fp32_over_bf16": round(fp32 / bf16, 3),
+            "codes_changed_by_bf16": round(float((codes["fp32"] != codes["bf16"]).float().mean()), 5)}
+
+
+def golden_tiny(dev: torch.device) -> tuple[VQModel, torch.Tensor]:
+    """The trained tiny tokenizer of the tests and its image (tests/tokenizer/golden/tiny_vq.pt)."""
+    from mirai_cli.data.crops import to_model_input
+
+    gold = torch.load(Path(__file__).resolve().parents[1] / "tests" / "tokenizer" / "golden" / "tiny_vq.pt",
+                      weights_only=True)
+    model = VQModel(VQConfig.from_dict(gold["config"]))
+    model.load_state_dict(gold["model"])
+    x = to_model_input(gold["image"].numpy())  # uint8 [2, 16, 16, 3]
+    return model.to(dev).eval(), x.to(dev)
+
+
 def store_bench(images: int, batch: int, precision: str) -> dict:
     from mirai_cli.tokenizer.encode import encode_store
 
@@ -69,7 +106,7 @@ def main() -> None:
     ap.add_argument("--vq16-batch", type=int, default=4)
     ap.add_argument("--vq16-batches", type=int, default=2)
     ap.add_argument("--store-images", type=int, default=2048)
-    ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -77,6 +114,12 @@ def main() -> None:
     print(json.dumps(encode_speed(VQConfig.tiny(), 32, args.tiny_batch, args.tiny_batches, args.precision)))
     print(json.dumps(encode_speed(VQConfig.vq16(), 256, args.vq16_batch, args.vq16_batches, args.precision)))
     print(json.dumps(store_bench(args.store_images, 256, args.precision)))
+    dev = resolve_device("auto")
+    model, x = golden_tiny(dev)
+    print(json.dumps(precision_cost(model, x.repeat(args.tiny_batch, 1, 1, 1), "tiny (golden, trained)", 5)))
+    torch.manual_seed(0)
+    vq16 = VQModel(VQConfig.vq16()).to(dev).eval()
+    print(json.dumps(precision_cost(vq16, torch.rand(args.vq16_batch, 3, 256, 256, device=dev) * 2 - 1, "VQ-16 (random)", 3)))
 
 
 if __name__ == "__main__":

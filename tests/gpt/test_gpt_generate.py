@@ -177,3 +177,17 @@ def test_bf16_weights_sample_close_to_fp32(model):
     tokens, seen = generate(bf16, LABELS, SampleOptions(), generator=gen(2), return_logits=True)
     ref = model(tokens, LABELS).logits
     assert seen.dtype == torch.float32 and (seen - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_stacked_ffn_weights_follow_in_place_updates():
+    """Decoding stacks w1 and w3 once; a kept cache must never decode with stale weights after an update."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=40, num_classes=6, layers=2, dim=32, heads=2, grid=(3, 4))).eval()
+    with torch.no_grad():
+        m.output.weight.normal_(0, 0.5)
+    generate(m, LABELS, SampleOptions(), generator=gen(0), keep_cache=True)
+    with torch.no_grad():
+        m.layers[1].feed_forward.w3.weight.mul_(3.0)  # as an optimizer step would
+    tokens, seen = generate(m, LABELS, SampleOptions(), generator=gen(0), return_logits=True)
+    torch.testing.assert_close(seen, m(tokens, LABELS).logits, atol=1e-4, rtol=1e-4)
+    assert m.layers[1].feed_forward._w13 is None  # freed with the cache

@@ -20,6 +20,7 @@ Printed (JSON lines, then a summary):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -113,11 +114,13 @@ def read_bandwidth(buf: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def step_times(model: GPT, batch: int, cfg_scale: float, rounds: int) -> dict:
+def step_times(model: GPT, batch: int, cfg_scale: float, rounds: int, weights_dtype: torch.dtype) -> dict:
+    """LlamaGen-style on the fp32 model against ours with its weights in `weights_dtype` (fp32 by default)."""
     n = model.cfg.seq_len
     rows = 2 * batch
     lg = LlamaGenStyle(model, rows)
-    model.setup_cache(rows, torch.float32)
+    mine = model if weights_dtype == torch.float32 else copy.deepcopy(model).to(weights_dtype)
+    mine.setup_cache(rows, weights_dtype)
     gen = torch.Generator().manual_seed(0)
     prev = torch.randint(0, model.cfg.vocab_size, (batch, 1), generator=gen)
     buf = torch.ones(100_000_000)
@@ -127,7 +130,7 @@ def step_times(model: GPT, batch: int, cfg_scale: float, rounds: int) -> dict:
     for r in range(rounds + 1):  # round 0 warms up
         for p in probes:
             pos = torch.tensor([p])
-            for name, fn in (("llamagen", lg.step), ("ours", partial(ours_step, model))):
+            for name, fn in (("llamagen", lg.step), ("ours", partial(ours_step, mine))):
                 t = time.perf_counter()
                 fn(prev, pos, cfg_scale, gen)
                 if r:
@@ -135,7 +138,7 @@ def step_times(model: GPT, batch: int, cfg_scale: float, rounds: int) -> dict:
         bw = read_bandwidth(buf)
         if r:
             bandwidth.append(bw)
-    model.free_cache()
+    mine.free_cache()
     median = {k: {p: sorted(v)[len(v) // 2] for p, v in d.items()} for k, d in times.items()}
     total = {k: integrate(d, n) for k, d in median.items()}
     return {"probes_ms": {k: {p: round(s * 1000, 1) for p, s in d.items()} for k, d in median.items()},
@@ -176,6 +179,8 @@ def main() -> None:
     ap.add_argument("--cfg-scale", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--check-tokens", action="store_true")
+    ap.add_argument("--weights-dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="ours with bf16 weights (the opt-in; LlamaGen-style stays fp32)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; threads {args.threads}")
@@ -185,13 +190,14 @@ def main() -> None:
     model = GPT(GPTConfig(**CASES[args.case])).eval()
     with torch.no_grad():
         model.output.weight.normal_(0, 0.02)
-    r = step_times(model, args.batch, args.cfg_scale, args.rounds)
-    wbytes = weight_bytes_per_step(model)
+    dtype = torch.bfloat16 if args.weights_dtype == "bf16" else torch.float32
+    r = step_times(model, args.batch, args.cfg_scale, args.rounds, dtype)
+    wbytes = weight_bytes_per_step(model) // (2 if args.weights_dtype == "bf16" else 1)
     bound_s = wbytes / (r["bandwidth_gb_s"] * 1e9)
     n = model.cfg.seq_len
     ours_step_s = r["image_s"]["ours"] / n
-    flops = 2 * wbytes / 4 * 2 * args.batch  # 2 FLOPs per weight per row, 2B rows with CFG
-    out = {"bench": "decode", "case": args.case, "batch": args.batch, "cfg": args.cfg_scale, "tokens": n,
+    flops = 2 * weight_bytes_per_step(model) / 4 * 2 * args.batch  # 2 FLOPs per weight per row, 2B rows (CFG)
+    out = {"bench": "decode", "case": args.case, "weights": args.weights_dtype, "batch": args.batch, "cfg": args.cfg_scale, "tokens": n,
            "probes_ms": r["probes_ms"], "image_s": {k: round(v, 2) for k, v in r["image_s"].items()},
            "speedup_vs_llamagen_style": round(r["image_s"]["llamagen"] / r["image_s"]["ours"], 2),
            "ours_mean_step_ms": round(ours_step_s * 1000, 1), "weights_mb_per_step": round(wbytes / 1e6, 1),

@@ -9,7 +9,10 @@ Prints, as JSON lines:
     and the store's bytes per token and per image;
   - the cost of fp32 extraction (the default) against bf16 autocast (forced, even where `resolve_precision`
     would fall back): time per batch measured A B A B, and the fraction of codes bf16 changes (trained tiny
-    tokenizer of the tests on its golden image, and VQ-16 with random weights)."""
+    tokenizer of the tests on its golden image, and VQ-16 with random weights);
+  - with --ranks-workers N: images/s of `encode_store` on a folder of N JPEGs (96 px, ten-crop at 64 px, the
+    tiny tokenizer) against DataLoader workers and torchrun ranks (gloo), each setting run as its own process,
+    settings interleaved A B C D A B C D."""
 
 from __future__ import annotations
 
@@ -99,6 +102,51 @@ def store_bench(images: int, batch: int, precision: str) -> dict:
             "llamagen_bytes_per_image": 8 * info["grid"][0] * info["grid"][1] * info["num_crops"]}
 
 
+def _jpeg_folder(root: Path, n: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        (root / f"c{i % 4}").mkdir(parents=True, exist_ok=True)
+        img = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / f"c{i % 4}" / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+def ranks_workers_bench(images: int, rounds: int = 2) -> list[dict]:
+    import os
+    import subprocess
+    import sys
+
+    settings = [(1, 0), (1, 2), (2, 0), (2, 1)]  # (ranks, workers per rank)
+    times: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _jpeg_folder(Path(tmp) / "jpegs", images)
+        cfg = VQConfig.tiny()
+        tok = save_tokenizer(Path(tmp) / "tiny.pt", VQModel(cfg), cfg, {"image_size": 64})
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+        code = ("import sys; from mirai_cli.tokenizer.encode import encode_store; encode_store(sys.argv[1], "
+                "sys.argv[2], sys.argv[3], image_size=64, crop_mode='tencrop', batch_size=32, shard_size=128, "
+                "precision='fp32', device='cpu', show_progress=False, num_workers=int(sys.argv[4]))")
+        script = Path(tmp) / "enc.py"
+        script.write_text(code)
+        for r in range(rounds):
+            for ranks, workers in settings:
+                out = Path(tmp) / f"store_{ranks}_{workers}_{r}"
+                launcher = [sys.executable] if ranks == 1 else [
+                    sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
+                    "--master_port", "29561"]
+                t = time.perf_counter()
+                subprocess.run(launcher + [str(script), str(tok), str(folder), str(out), str(workers)], env=env,
+                               check=True, capture_output=True)
+                times[(ranks, workers)].append(time.perf_counter() - t)
+    base = min(times[(1, 0)])
+    return [{"bench": "encode_ranks_workers", "images": images, "ranks": ranks, "workers_per_rank": workers,
+             "seconds": round(min(t), 2), "images_per_s": round(images / min(t), 1),
+             "speedup_vs_1x0": round(base / min(t), 2)} for (ranks, workers), t in times.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny-batch", type=int, default=64)
@@ -108,7 +156,12 @@ def main() -> None:
     ap.add_argument("--store-images", type=int, default=2048)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--ranks-workers", type=int, default=0, help="only the ranks/workers bench on this many JPEGs")
     args = ap.parse_args()
+    if args.ranks_workers:
+        for line in ranks_workers_bench(args.ranks_workers):
+            print(json.dumps(line))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     print(json.dumps(encode_speed(VQConfig.tiny(), 32, args.tiny_batch, args.tiny_batches, args.precision)))

@@ -31,6 +31,7 @@ CONFIGS: dict[str, list[str]] = {
     # Mirai-E (EMA teacher): tiny defaults are k 3, lambda 2, warm-up 120, EMA 0.99, depth 3 of 4, projector 256
     "ema": ['foresight.source="ema"'],
     "ema-l05": ['foresight.source="ema"', "foresight.lambda=0.5"],
+    "ema-l01": ['foresight.source="ema"', "foresight.lambda=0.1"],
     "ema-w0": ['foresight.source="ema"', "foresight.warmup=0"],
     "ema-d999": ['foresight.source="ema"', "foresight.ema_decay=0.999"],
     "ema-d9": ['foresight.source="ema"', "foresight.ema_decay=0.9"],
@@ -40,6 +41,7 @@ CONFIGS: dict[str, list[str]] = {
     "enc": ['foresight.source="encoder"'],
     "enc-k1-w0": ['foresight.source="encoder"', "foresight.k=1", "foresight.warmup=0"],
     "enc-l05": ['foresight.source="encoder"', "foresight.lambda=0.5"],
+    "enc-l01": ['foresight.source="encoder"', "foresight.lambda=0.1"],
     "enc-w0": ['foresight.source="encoder"', "foresight.warmup=0"],
     # Mirai-I with spatial targets (iREPA): a Lite1 stage whose map is exactly the 8x8 grid, optional
     # spatial normalisation of the targets
@@ -48,6 +50,9 @@ CONFIGS: dict[str, list[str]] = {
     "enc-s32": ['foresight.source="encoder"', "foresight.encoder_layer=32", "foresight.encoder_resolution=256"],
     "enc-sp": ['foresight.source="encoder"', 'foresight.target_norm="spatial"'],
     "enc-s16-sp": ['foresight.source="encoder"', "foresight.encoder_layer=16", 'foresight.target_norm="spatial"'],
+    "enc-s16-l05": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
+    "enc-s16-k1": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.k=1"],
+    "enc-s16-w0": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.warmup=0"],
     "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
 }
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]

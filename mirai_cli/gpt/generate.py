@@ -21,7 +21,8 @@ class SampleOptions:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
     precision: str = "bf16"  # bf16 autocast on CUDA; the CPU always samples in float32
-    compile: bool = False  # torch.compile the one-token decode step
+    weights_dtype: str = "fp32"  # fp32 | bf16: the weights the sampling job holds (bf16 changes ~10% of tokens)
+    compile: bool = False  # torch.compile the one-token decode step (static shapes: it attends the whole cache)
     use_cache: bool = True  # False recomputes the whole prefix every step (for benchmarks and tests)
 
 
@@ -32,11 +33,14 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 COMPILE_BACKEND = "inductor"  # tests switch this to "aot_eager" to check graph capture without a C++ build
 
 
-def _decode_fn(model: GPT, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+Step = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (tokens [B, 1], position [1], filled slots)
+
+
+def _decode_fn(model: GPT, compile: bool) -> Step:
+    """Eager: each step attends only to the filled cache slots. Compiled: one graph of static shapes for every
+    step (the whole cache under a mask), kept on the model so later batches reuse it."""
     if not compile:
         return model.decode_step
-    # One compiled step per model, kept so later batches reuse it. Static shapes: the cache never changes size
-    # while the same batch size is used.
     fn = getattr(model, "_compiled_decode_step", None)
     if fn is None:
         mode = "reduce-overhead" if model.output.weight.device.type == "cuda" else None
@@ -44,7 +48,7 @@ def _decode_fn(model: GPT, compile: bool) -> Callable[[torch.Tensor, torch.Tenso
             mode = None
         fn = torch.compile(model.decode_step, backend=COMPILE_BACKEND, mode=mode, fullgraph=True, dynamic=False)
         model._compiled_decode_step = fn
-    return fn
+    return lambda tokens, pos, filled: fn(tokens, pos)
 
 
 def ensure_cache(model: GPT, batch: int, dtype: torch.dtype) -> None:
@@ -118,8 +122,8 @@ def _generate(
                 pick(model.prefill(cond), 0)
                 for i in range(1, n):
                     prev = tokens[:, i - 1 : i]
-                    # Cell i-1 enters at sequence position i; its output predicts cell i.
-                    pick(step(torch.cat([prev, prev]) if cfg else prev, positions[i : i + 1]), i)
+                    # Cell i-1 enters at sequence position i (slots 0..i are then filled); it predicts cell i.
+                    pick(step(torch.cat([prev, prev]) if cfg else prev, positions[i : i + 1], i + 1), i)
             else:
                 for i in range(n):
                     seq = tokens[:, : i + 1]  # cell i is only a target here: its value is never read

@@ -38,7 +38,9 @@ def combine_cfg(logits: torch.Tensor, scale: float) -> torch.Tensor:
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Temperature, then top-k (0 = off), then top-p (1 = off). Removed entries become -inf. logits [B, V]."""
-    logits = logits.float() / max(temperature, 1e-5)
+    logits = logits.float()
+    if temperature != 1.0:  # x / 1 is x: skip the launch
+        logits = logits / max(temperature, 1e-5)
     if top_k > 0:
         k = min(top_k, logits.shape[-1])
         kth = torch.topk(logits, k, dim=-1).values[:, -1:]

@@ -49,9 +49,24 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(cfg.dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, cfg.dim, bias=False)
         self.ffn_dropout = nn.Dropout(cfg.ffn_dropout)
+        self._w13: tuple[tuple, torch.Tensor] | None = None  # decoding: (identity of w1 and w3, [w1; w3])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        if fused:  # decoding: one matmul for w1 and w3 (the same numbers, one launch less per layer)
+            a, b = F.linear(x, self.stacked_w13()).chunk(2, dim=-1)
+            return self.ffn_dropout(self.w2(F.silu(a) * b))
         return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+    def stacked_w13(self) -> torch.Tensor:
+        """[w1; w3], rebuilt whenever either weight was changed in place, moved or cast."""
+        w1, w3 = self.w1.weight, self.w3.weight
+        key = (w1._version, w3._version, w1.data_ptr(), w3.data_ptr(), w1.dtype)
+        if self._w13 is None or self._w13[0] != key:
+            self._w13 = (key, torch.cat([w1, w3]).detach())
+        return self._w13[1]
+
+    def drop_stacked(self) -> None:
+        self._w13 = None
 
 
 class KVCache(nn.Module):
@@ -88,14 +103,18 @@ class Attention(nn.Module):
         rope: torch.Tensor,
         input_pos: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
+        filled: int | None = None,
     ) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.wqkv(x).view(b, t, 3, self.heads, self.head_dim).unbind(2)
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
-        q, k, v = (y.transpose(1, 2) for y in (q, k, v))  # [B, heads, T, head_dim]
+        qkv = self.wqkv(x).view(b, t, 3, self.heads, self.head_dim)
+        qk = apply_rope(qkv[:, :, :2], rope)  # queries and keys rotated in one pass
+        q, k, v = (y.transpose(1, 2) for y in (qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]))  # [B, heads, T, head_dim]
         if input_pos is not None:
             assert self.kv_cache is not None, "call setup_cache() before cached decoding"
             k, v = self.kv_cache.update(input_pos, k, v)
+            if filled is not None:  # attend only to the slots written so far (all of them, for one new position)
+                k, v = k[:, :, :filled], v[:, :, :filled]
+                mask = None if t == 1 else mask[..., :filled]
             q = q.to(k.dtype)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
@@ -113,9 +132,10 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
 
-    def forward(self, x, rope, input_pos=None, mask=None) -> torch.Tensor:
-        h = x + self.attention(self.attention_norm(x), rope, input_pos, mask)
-        return h + self.feed_forward(self.ffn_norm(h))
+    def forward(self, x, rope, input_pos=None, mask=None, filled=None) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), rope, input_pos, mask, filled)
+        # Eager decoding stacks w1 and w3; a compiled step (filled is None) fuses on its own.
+        return h + self.feed_forward(self.ffn_norm(h), fused=filled is not None)
 
 
 class LabelEmbedding(nn.Module):
@@ -224,23 +244,28 @@ class GPT(nn.Module):
     def free_cache(self) -> None:
         for layer in self.layers:
             layer.attention.kv_cache = None
+            layer.feed_forward.drop_stacked()
         self._cache_mask = None
 
-    def forward_cached(self, x: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        """Run embeddings x [B, T, D] at sequence positions input_pos [T] against the cache; logits [B, T, V]."""
+    def forward_cached(self, x: torch.Tensor, input_pos: torch.Tensor, filled: int | None = None) -> torch.Tensor:
+        """Run embeddings x [B, T, D] at sequence positions input_pos [T] against the cache; logits [B, T, V].
+        filled: how many cache slots are written once these positions are (max(input_pos) + 1); given, the
+        attention reads only those (eager decoding), otherwise the whole cache under a mask (static shapes,
+        for torch.compile / CUDA graphs). Both give the same result."""
         assert self._cache_mask is not None, "call setup_cache() first"
         mask = self._cache_mask[input_pos][None, None]
         rope = self.rope(x.device)[input_pos]
         h = self.tok_dropout(x)
         for layer in self.layers:
-            h = layer(h, rope, input_pos, mask)
+            h = layer(h, rope, input_pos, mask, filled)
         return self.output(self.norm(h)).float()
 
     def prefill(self, labels: torch.Tensor) -> torch.Tensor:
         """Feed the class position (0); returns the logits for cell 0 [B, V]."""
         pos = torch.zeros(1, dtype=torch.long, device=labels.device)
-        return self.forward_cached(self.cls_embedding(labels)[:, None], pos)[:, -1]
+        return self.forward_cached(self.cls_embedding(labels)[:, None], pos, filled=1)[:, -1]
 
-    def decode_step(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        """Feed cell codes tokens [B, 1] at position input_pos [1] (= cell index + 1); logits [B, V]."""
-        return self.forward_cached(self.tok_embeddings(tokens), input_pos)[:, -1]
+    def decode_step(self, tokens: torch.Tensor, input_pos: torch.Tensor, filled: int | None = None) -> torch.Tensor:
+        """Feed cell codes tokens [B, 1] at position input_pos [1] (= cell index + 1); logits [B, V]. filled
+        (= input_pos + 1): attend only to the written slots (see forward_cached)."""
+        return self.forward_cached(self.tok_embeddings(tokens), input_pos, filled)[:, -1]

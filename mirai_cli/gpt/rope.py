@@ -31,10 +31,12 @@ def rope_table(
 
 
 def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, T, heads, head_dim] by table [T, head_dim // 2, 2]; computed in float32, returned in x's dtype."""
+    """Rotate x [B, T, ..., head_dim] (e.g. [B, T, heads, head_dim], or queries and keys together as
+    [B, T, 2, heads, head_dim]) by table [T, head_dim // 2, 2]; computed in float32, returned in x's dtype."""
     pairs = x.float().unflatten(-1, (-1, 2))
     re, im = pairs[..., 0], pairs[..., 1]
-    cos = table[None, :, None, :, 0]
-    sin = table[None, :, None, :, 1]
+    shape = (1, table.shape[0]) + (1,) * (x.dim() - 3) + (table.shape[1],)
+    cos = table[..., 0].reshape(shape)
+    sin = table[..., 1].reshape(shape)
     out = torch.stack([re * cos - im * sin, im * cos + re * sin], dim=-1)
     return out.flatten(-2).type_as(x)

@@ -62,6 +62,7 @@ def sample_job_from_config(
     options = SampleOptions(
         cfg_scale=cfg_scale, cfg_schedule=sc.cfg_schedule, cfg_interval=sc.cfg_interval,
         temperature=sc.temperature, top_k=sc.top_k, top_p=sc.top_p, precision=sc.precision, compile=sc.compile,
+        weights_dtype=sc.weights_dtype,
     )
     model_shape, image_size = stated_shape(config)
     return SampleJob(

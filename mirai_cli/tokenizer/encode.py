@@ -13,7 +13,8 @@ import torch
 
 from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crops, to_model_input
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
-from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
+from mirai_cli.data.store import StoreWriter, codes_dtype, read_manifest, shard_name
+from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
 from mirai_cli.fileio import sha256_file
 from mirai_cli.progress import make_progress, warn
@@ -25,29 +26,46 @@ from mirai_cli.tokenizer.vq_model import VQModel
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]  # crops, labels, indices, skipped
 
 
-def _batches(src: ImageSource, start: int, stop: int, batch_size: int, image_size: int, crop_mode: str,
-             crop_ratio: float, strict: bool, log: Callable[[str], None]) -> Iterator[Batch]:
-    """Crops of source entries [start, stop) in batches of `batch_size` images; unreadable files are
-    reported and skipped (or fatal when strict)."""
-    crops, labels, index, skipped = [], [], [], []
-    for i in range(start, stop):
+class ShardImages(torch.utils.data.Dataset):
+    """Source entries [start, stop) as crops, decoded wherever the DataLoader runs it (worker processes when
+    data.num_workers > 0). An unreadable file becomes a skip record; the main process decides (skip or stop)."""
+
+    def __init__(self, src: ImageSource, start: int, stop: int, image_size: int, crop_mode: str, crop_ratio: float):
+        self.src, self.start, self.stop = src, start, stop
+        self.image_size, self.crop_mode, self.crop_ratio = image_size, crop_mode, crop_ratio
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, j: int) -> tuple[np.ndarray | None, int, int, dict[str, Any] | None]:
+        i = self.start + j
         try:
-            img, label = src.read(i)
+            img, label = self.src.read(i)
         except UnreadableImage as e:
+            return None, -1, i, {"index": i, "path": e.path, "reason": e.reason, "message": str(e)}
+        return make_crops(img, self.image_size, self.crop_mode, self.crop_ratio), label, i, None
+
+    def collate(self, items: list) -> Batch:
+        ok = [it for it in items if it[3] is None]
+        empty = (0, num_crops(self.crop_mode), self.image_size, self.image_size, 3)
+        crops = np.stack([it[0] for it in ok]) if ok else np.zeros(empty, np.uint8)
+        return (crops, np.asarray([it[1] for it in ok], np.int64), np.asarray([it[2] for it in ok], np.int64),
+                [it[3] for it in items if it[3] is not None])
+
+
+def _batches(images: ShardImages, batch_size: int, workers: int, strict: bool,
+             log: Callable[[str], None]) -> Iterator[Batch]:
+    """Batches of `batch_size` source entries; unreadable files are reported and skipped (fatal when strict).
+    Decoding runs ahead of the model: in `workers` processes, or (0) in one background thread."""
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
+                                         collate_fn=images.collate, prefetch_factor=2 if workers else None)
+    for crops, labels, index, skipped in (iter(loader) if workers else _prefetch(iter(loader))):
+        for record in skipped:
+            message = record.pop("message")
             if strict:
-                raise MiraiError(f"{e} (--strict stops here; finished shards are kept)") from e
-            log(f"skipped {e.path}: {e.reason}")
-            skipped.append({"index": i, "path": e.path, "reason": e.reason})
-            continue
-        crops.append(make_crops(img, image_size, crop_mode, crop_ratio))
-        labels.append(label)
-        index.append(i)
-        if len(crops) == batch_size:
-            yield np.stack(crops), np.asarray(labels), np.asarray(index), skipped
-            crops, labels, index, skipped = [], [], [], []
-    if crops or skipped:
-        empty = np.zeros((0, num_crops(crop_mode), image_size, image_size, 3), np.uint8)
-        yield (np.stack(crops) if crops else empty), np.asarray(labels, np.int64), np.asarray(index, np.int64), skipped
+                raise MiraiError(f"{message} (--strict stops here; finished shards are kept)")
+            log(f"skipped {record['path']}: {record['reason']}")
+        yield crops, labels, index, skipped
 
 
 def _prefetch(it: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
@@ -95,6 +113,20 @@ def encode_crops(model: VQModel, crops: np.ndarray, device: torch.device, precis
     return codes.view(b, n, -1).cpu().numpy()
 
 
+def _open_store(writer: StoreWriter, env: DistEnv) -> tuple[set[int], dict[str, Any] | None]:
+    """Rank 0 creates or checks the store; every rank gets its verdict (finished shards, final manifest)."""
+    result: Any = None
+    if env.is_main:
+        try:
+            result = writer.open()
+        except MiraiError as e:
+            result = str(e)
+    result = broadcast_object(result, env)
+    if isinstance(result, str):
+        raise MiraiError(result)
+    return result
+
+
 def encode_store(
     tokenizer: str | Path,
     source: str,
@@ -110,6 +142,8 @@ def encode_store(
     device: str = "auto",
     strict: bool = False,
     stated: VQConfig | None = None,
+    num_workers: int = 0,
+    env: DistEnv | None = None,
     limit: int | None = None,
     extra: dict[str, Any] | None = None,
     show_progress: bool = True,
@@ -121,12 +155,15 @@ def encode_store(
     tokenizer records (ours do). `batch_size` counts images (each gives 1, 2 or 10 crops). precision: "fp32"
     (default, as LlamaGen extracts codes) or "bf16" autocast (faster on GPUs, flips some codes). stated: the
     user's tokenizer config, for a checkpoint that records none (see `infer_config`). `extra` (e.g. the resolved
-    preset) is stored in the manifest as is."""
+    preset) is stored in the manifest as is. num_workers: image-decoding processes (0: one thread). Under
+    torchrun every rank calls it alike: rank r encodes every world-th unfinished shard, rank 0 writes the
+    manifest; the store is byte for byte the one a single process writes."""
     out = Path(out)
     n_crops = num_crops(crop_mode)
     if batch_size < 1 or shard_size < 1:
         raise MiraiError(f"batch_size and shard_size must be >= 1 (got {batch_size}, {shard_size})")
-    dev = resolve_device(device)
+    env = env or init_distributed(None if device == "auto" else device)
+    dev = env.device if env.world_size > 1 else resolve_device(device)
     prec = resolve_precision(precision, dev)
     tok_file = resolve_tokenizer_path(tokenizer)
     sha = sha256_file(tok_file)
@@ -152,32 +189,37 @@ def encode_store(
         "extra": extra or {},
     }
     writer = StoreWriter(out, head)
-    done, final = writer.open()
+    done, final = _open_store(writer, env)
     if final is not None:
         log(f"token store {out} is already complete ({final['count']} images): nothing to do")
         return final
-    todo = [k for k in range(num_shards) if k not in done]
-    with make_progress(show_progress) as progress:
+    mine = [k for k in range(num_shards) if k not in done][env.rank :: env.world_size]  # resumable per shard
+    hw = grid[0] * grid[1]
+    with make_progress(show_progress and env.is_main) as progress:
         task = progress.add_task("encode", total=count, status=f"{len(done)}/{num_shards} shards done")
         progress.update(task, completed=sum(min(shard_size, count - k * shard_size) for k in done))
-        for k in todo:
+        for k in mine:
             start, stop = k * shard_size, min((k + 1) * shard_size, count)
+            images = ShardImages(src, start, stop, image_size, crop_mode, crop_ratio)
             codes, labels, index, skipped = [], [], [], []
-            for crops, lab, idx, skip in _prefetch(_batches(src, start, stop, batch_size, image_size, crop_mode,
-                                                            crop_ratio, strict, log)):
+            for crops, lab, idx, skip in _batches(images, batch_size, num_workers, strict, log):
                 if len(crops):
                     codes.append(encode_crops(model, crops, dev, prec))
                 labels.append(lab)
                 index.append(idx)
                 skipped += skip
                 progress.advance(task, len(lab) + len(skip))
-            hw = grid[0] * grid[1]
             codes_arr = np.concatenate(codes) if codes else np.zeros((0, n_crops, hw), np.int64)
             writer.write_shard(k, codes_arr, np.concatenate(labels), np.concatenate(index), skipped)
             progress.update(task, status=f"shard {shard_name(k)} written")
             if on_shard_done is not None:
                 on_shard_done(k)
+    barrier(env)  # every rank's shards are on disk before the manifest is assembled
+    if not env.is_main:
+        barrier(env)
+        return read_manifest(out)
     manifest = writer.finish()
+    barrier(env)  # the manifest is complete: the other ranks may read it
     if manifest["skipped_count"]:
         log(f"{manifest['skipped_count']} unreadable image(s) skipped (listed under 'skipped' in "
             f"{out / 'manifest.json'})")

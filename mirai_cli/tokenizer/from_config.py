@@ -77,6 +77,7 @@ def encode_from_config(config: MiraiConfig, tokenizer: Optional[Path] = None, st
         tokenizer or tokenizer_location(config), d.source, store or default_store, image_size=d.image_size,
         crop_mode=d.crop, crop_ratio=d.crop_ratio, split=split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
         precision=t.encode_precision, strict=d.strict, limit=limit, stated=stated_vq_config(config),
+        num_workers=d.num_workers,
         extra={"preset": config_to_dict(config)}, show_progress=show_progress, **kwargs,
     )
 

@@ -149,3 +149,45 @@ def test_compiled_decode_step_captures_one_graph_and_matches(model, monkeypatch)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # no recompilation for the new cache
     del model._compiled_decode_step
     torch._dynamo.reset()
+
+
+def test_attending_only_filled_slots_gives_the_full_cache_tokens(model, monkeypatch):
+    """Eager decoding reads only the written cache slots; the static full-cache path (masked, as LlamaGen and
+    the compiled step do) must give the very same tokens in fp32, and logits equal to rounding."""
+    opts = SampleOptions(cfg_scale=2.0, temperature=1.1, top_k=30)
+    a, la = generate(model, LABELS, opts, generator=gen(11), return_logits=True)
+    full = model.decode_step
+    calls = []
+
+    def whole_cache(tokens, pos, filled=None):
+        calls.append(filled)
+        return full(tokens, pos)  # filled=None: attend the whole cache under the mask
+
+    monkeypatch.setattr(model, "decode_step", whole_cache)
+    b, lb = generate(model, LABELS, opts, generator=gen(11), return_logits=True)
+    assert calls == list(range(2, 13))  # step i fills slots 0..i
+    assert torch.equal(a, b)
+    torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_weights_sample_close_to_fp32(model):
+    bf16 = GPT(model.cfg).eval()
+    bf16.load_state_dict(model.state_dict())
+    bf16 = bf16.to(torch.bfloat16)
+    tokens, seen = generate(bf16, LABELS, SampleOptions(), generator=gen(2), return_logits=True)
+    ref = model(tokens, LABELS).logits
+    assert seen.dtype == torch.float32 and (seen - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_stacked_ffn_weights_follow_in_place_updates():
+    """Decoding stacks w1 and w3 once; a kept cache must never decode with stale weights after an update."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=40, num_classes=6, layers=2, dim=32, heads=2, grid=(3, 4))).eval()
+    with torch.no_grad():
+        m.output.weight.normal_(0, 0.5)
+    generate(m, LABELS, SampleOptions(), generator=gen(0), keep_cache=True)
+    with torch.no_grad():
+        m.layers[1].feed_forward.w3.weight.mul_(3.0)  # as an optimizer step would
+    tokens, seen = generate(m, LABELS, SampleOptions(), generator=gen(0), return_logits=True)
+    torch.testing.assert_close(seen, m(tokens, LABELS).logits, atol=1e-4, rtol=1e-4)
+    assert m.layers[1].feed_forward._w13 is None  # freed with the cache

@@ -179,3 +179,36 @@ def test_empty_source_message(tiny_tokenizer, tmp_path):
     with pytest.raises(MiraiError, match="no images found"):
         encode_store(tok, str(tmp_path / "empty"), tmp_path / "s", **ARGS)
     assert not (tmp_path / "s").exists()
+
+
+RANK_SCRIPT = """
+import sys
+import torch
+from mirai_cli.tokenizer.encode import encode_store
+torch.set_num_threads(1)
+tok, src, out, workers = sys.argv[1:5]
+encode_store(tok, src, out, image_size=16, batch_size=3, precision="fp32", device="cpu", show_progress=False,
+             crop_mode="flip", shard_size=3, num_workers=int(workers))
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_with_worker_processes_write_the_one_process_store(tiny_tokenizer, image_folder, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo), images decoded in 2 DataLoader workers per rank: the store (shards,
+    markers, manifest) equals byte for byte the one a single process with no workers writes."""
+    import os
+    import subprocess
+    import sys
+
+    tok, _, _ = tiny_tokenizer
+    (image_folder / "class1" / "zz_garbage.png").write_bytes(b"not an image")  # a skip record on some rank
+    one = encode_store(tok, str(image_folder), tmp_path / "one", crop_mode="flip", shard_size=3, **ARGS)
+    assert one["num_shards"] == 4 and one["skipped_count"] == 1
+    script = tmp_path / "encode_rank.py"
+    script.write_text(RANK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+           str(script), str(tok), str(image_folder), str(tmp_path / "two"), "2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert _files(tmp_path / "two") == _files(tmp_path / "one")

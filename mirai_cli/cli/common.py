@@ -3,6 +3,7 @@ one red line and a non-zero exit instead of a traceback."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Any, Callable, List, Optional, TypeVar
@@ -31,6 +32,24 @@ def fail(message: str, exit_code: int = 2) -> None:
     raise typer.Exit(exit_code)
 
 
+def os_error_message(exc: OSError) -> str | None:
+    """One line for the file-system errors a user can fix (full disk, permissions, a file where a folder belongs);
+    None for the rest, which are bugs and keep their traceback. Every output is written atomically, so what was
+    finished before the error is intact."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"no space left to write{where} ({exc.strerror}): free some space and run the command again; the "
+                "outputs finished before this are intact and the job continues where it stopped")
+    fixes = {errno.EACCES: "check its permissions or choose another location",
+             errno.EROFS: "the file system is read-only: choose another location",
+             errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+             errno.EISDIR: "a folder stands where a file is needed: give a file name",
+             errno.EEXIST: "a file stands where a folder is needed: choose another path"}
+    if exc.errno in fixes:
+        return f"cannot use{where} ({exc.strerror}): {fixes[exc.errno]}"
+    return None
+
+
 def handle_errors(func: F) -> F:
     """Run a command; a MiraiError becomes one line on stderr and its exit code."""
 
@@ -40,6 +59,11 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except MiraiError as exc:
             fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            message = os_error_message(exc)
+            if message is None:
+                raise
+            fail(message, 1)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None

@@ -20,6 +20,8 @@ def fit(
     overrides: Optional[List[str]] = SetOption,
     out: Optional[Path] = typer.Option(None, "--out", help="tokenizer folder (default: tokenizer.checkpoint)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    force: bool = typer.Option(False, "--force", help="continue a finished fit in the folder (e.g. more steps) and "
+                               "replace its tokenizer.pt"),
 ) -> None:
     """Train a VQ tokenizer from scratch on the preset's data (resumes an unfinished fit in the same folder)."""
     from mirai_cli.tokenizer.fit import fit_tokenizer
@@ -27,6 +29,7 @@ def fit(
 
     config = config_from_options(presets, overrides)
     fit_cfg = fit_config_from(config, out, show_progress=not quiet)
+    fit_cfg.force = force
     v = fit_cfg.vq
     console.print(f"[bold]mirai tokenize fit[/] {config.data.source} at {fit_cfg.image_size} px -> {fit_cfg.out_dir}: "
                   f"ch {v.ch} x {list(v.ch_mult)}, codebook {v.codebook_size} x {v.codebook_dim}, {fit_cfg.steps} steps "

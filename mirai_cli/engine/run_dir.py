@@ -15,6 +15,7 @@ from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.loader import load_config
 from mirai_cli.errors import MiraiError
 from mirai_cli.fileio import write_json, write_text
+from mirai_cli.locks import acquire
 
 PRESET_FILE = "preset.toml"
 MANIFEST_FILE = "manifest.json"
@@ -83,7 +84,9 @@ def check_same_preset(run_dir: Path, config: MiraiConfig) -> None:
 
 
 def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_manifest: dict[str, Any]) -> None:
-    """Create (or, on resume, check) the run folder and write the resolved preset and manifest."""
+    """Create (or, on resume, check) the run folder and write the resolved preset and manifest. The folder stays
+    locked by this process until it ends (or locks.release(run_dir)), so a second job into it stops."""
+    acquire(run_dir)
     has_checkpoints = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
     if resume:
         check_same_preset(run_dir, config)

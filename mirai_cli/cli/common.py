@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import functools
 import sys
+from pathlib import Path
 from typing import Any, Callable, List, Optional, TypeVar
 
 import typer
@@ -74,6 +75,24 @@ def handle_errors(func: F) -> F:
 def config_from_options(presets: Optional[List[str]], overrides: Optional[List[str]], default: str = "tiny") -> MiraiConfig:
     """The config for a command: the given presets (or the default one) plus overrides."""
     return load_config(list(presets) if presets else [default], list(overrides or []))
+
+
+def check_output_folder(path: Optional[Path], flag: str) -> None:
+    """An output folder option must not name an existing file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise MiraiError(f"{flag} {path} is a file, but a folder is needed here: give a folder path")
+
+
+def check_output_file(path: Optional[Path], flag: str) -> None:
+    """An output file option must not name an existing folder, nor sit under a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise MiraiError(f"{flag} {path} is a folder, but a file is needed here: give a file name, e.g. "
+                         f"{path / 'out'}{path.suffix or ''}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise MiraiError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
 
 
 def is_interactive() -> bool:

@@ -28,6 +28,7 @@ from typer.core import TyperGroup
 from mirai_cli.cli.common import (
     PresetOption,
     SetOption,
+    check_output_file,
     config_from_options,
     console,
     err_console,
@@ -140,6 +141,7 @@ def run(
     metric was computed."""
     from mirai_cli.evaluation import evaluate, open_images, open_reference
 
+    check_output_file(out, "--out")
     asked = tuple(m for m, on in (("fid", fid), ("isc", isc), ("kid", kid), ("prc", prc)) if on) or None
     settings, preset_ref = _settings(presets, overrides, {
         "metrics": asked, "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
@@ -194,6 +196,7 @@ def stats(
     """Compute a reference's FID statistics once (mu/sigma; --features adds what KID/PRC need)."""
     from mirai_cli.evaluation import compute_reference_stats
 
+    check_output_file(out, "--out")
     settings, _ = _settings(presets, overrides, {
         "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
         "resize": resize, "ref_limit": ref_limit, "batch_size": batch_size, "device": device, "num_workers": workers,

@@ -8,7 +8,15 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, handle_errors
+from mirai_cli.cli.common import (
+    PresetOption,
+    SetOption,
+    check_output_file,
+    check_output_folder,
+    config_from_options,
+    console,
+    handle_errors,
+)
 
 app = typer.Typer(help="Images -> VQ token store (LlamaGen VQ checkpoints load as they are).", no_args_is_help=True)
 
@@ -27,6 +35,7 @@ def fit(
     from mirai_cli.tokenizer.fit import fit_tokenizer
     from mirai_cli.tokenizer.from_config import fit_config_from
 
+    check_output_folder(out, "--out")
     config = config_from_options(presets, overrides)
     fit_cfg = fit_config_from(config, out, show_progress=not quiet)
     fit_cfg.force = force
@@ -55,6 +64,7 @@ def encode(
 
     if strict:
         overrides = [*(overrides or []), "data.strict=true"]
+    check_output_folder(out, "--out")
     config = config_from_options(presets, overrides)
     target = out or Path(config.data.store)
     console.print(f"[bold]mirai tokenize encode[/] {config.data.source} ({config.data.split}, crops {config.data.crop}, "
@@ -93,6 +103,7 @@ def decode(
     from mirai_cli.data.store import read_manifest
     from mirai_cli.tokenizer.decode import decode_store_entries
 
+    check_output_file(out, "--out")
     path = tokenizer or read_manifest(store).get("tokenizer_path")
     png = decode_store_entries(store, path, list(range(count)), out, crop=crop)
     console.print(f"[green]wrote[/] {png}")

@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def mirai(*args: object, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
+def mirai(*args: object, cwd: Path | None = None, timeout: float = 900, env: dict | None = None,
           input: str | None = None, preexec_fn=None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80", "CUDA_VISIBLE_DEVICES": "",
                 "OMP_NUM_THREADS": "1", **(env or {})}

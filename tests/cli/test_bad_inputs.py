@@ -127,3 +127,11 @@ def test_sample_flags(tmp_path, extra, fragments):
 def test_eval_out_pointing_at_a_folder(tmp_path):
     assert_one_line_error(mirai("eval", "stats", "fashion-mnist", "--out", tmp_path), "--out", "is a folder", code=2)
     assert_one_line_error(mirai("eval", "--fid", tmp_path, "--ref", tmp_path, "--out", tmp_path), "is a folder")
+
+
+def test_encode_strict_refuses_an_image_mode_it_cannot_convert_with_one_line(tiny_store, tmp_path):
+    folder = _image_folder(tmp_path / "imgs", 4, readable={0, 1, 2, 3})
+    Image.fromarray(np.full((16, 16), 1000.0, np.float32), "F").save(folder / "c0" / "zz.tif")
+    args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={tmp_path / 'store'}", "--set",
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--quiet", "--strict"]
+    assert_one_line_error(mirai("tokenize", "encode", *args), "zz.tif", "32-bit float", "--strict", code=2)

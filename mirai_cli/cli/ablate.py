@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mirai_cli.cli.common import PresetOption, SetOption, console, handle_errors
+from mirai_cli.cli.common import PresetOption, SetOption, console, emit, handle_errors
 from mirai_cli.config.schema import ABLATE_AXES
 
 
@@ -75,6 +75,6 @@ def ablate_command(
     if only is not None:
         return
     report = write_report(study.root, study.variants, results, axis)
-    console.print(to_markdown(report), markup=False, highlight=False)
+    emit(to_markdown(report))
     console.print(f"[green]done[/] in {time.perf_counter() - start:.0f} s: {study.root}/report.md, report.csv, "
                   f"report.json, convergence.png, grid_*.png")

@@ -95,5 +95,12 @@ def check_output_file(path: Optional[Path], flag: str) -> None:
         raise MiraiError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
 
 
+def emit(text: str) -> None:
+    """Machine-readable output (TOML, JSON, Markdown tables) to stdout exactly as given: rich would wrap long
+    lines at the terminal width (80 columns when stdout is a file or a pipe) and break the format."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
 def is_interactive() -> bool:
     return sys.stderr.isatty()

@@ -39,8 +39,14 @@ def shipped_preset_names() -> list[str]:
     return sorted(p.stem for p in shipped_presets_dir().glob(f"*{PRESET_SUFFIX}"))
 
 
+STDIN = "-"  # a preset read from standard input (`mirai presets show X --resolved | mirai presets validate -`)
+_stdin_text: list[str] = []  # read once: several layers may name it
+
+
 def find_preset(name_or_path: str) -> Path:
-    """A shipped preset name (`mirai-e`) or a path to a TOML file."""
+    """A shipped preset name (`mirai-e`), a path to a TOML file, or "-" for standard input."""
+    if name_or_path == STDIN:
+        return Path(STDIN)
     candidate = Path(name_or_path)
     if candidate.suffix == PRESET_SUFFIX or candidate.exists():
         if not candidate.is_file():
@@ -59,6 +65,10 @@ def find_preset(name_or_path: str) -> Path:
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
+        if str(path) == STDIN:
+            if not _stdin_text:
+                _stdin_text.append(sys.stdin.read())
+            return tomllib.loads(_stdin_text[0])
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
@@ -98,8 +108,8 @@ def preset_layers(name_or_path: str, _seen: Optional[list[str]] = None) -> list[
             if item.endswith(PRESET_SUFFIX) and not Path(item).is_absolute():
                 base = str(path.parent / item)
             layers.extend(preset_layers(base, seen + [key]))
-    values.setdefault("name", path.stem)
-    layers.append(Layer(str(path), values))
+    values.setdefault("name", "stdin" if str(path) == STDIN else path.stem)
+    layers.append(Layer("<stdin>" if str(path) == STDIN else str(path), values))
     return layers
 
 

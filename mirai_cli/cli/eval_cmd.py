@@ -68,14 +68,18 @@ def _progress() -> tuple[Progress, Any]:
     return bar, update
 
 
-def _settings(presets: list[str] | None, overrides: list[str] | None, given: dict[str, Any]) -> tuple[Any, str | None]:
-    """EvalSettings from the preset's eval section (only when --preset/--set is given), then explicit options."""
+def _settings(presets: list[str] | None, overrides: list[str] | None, given: dict[str, Any],
+              implied: tuple[Any, str] | None = None) -> tuple[Any, str | None]:
+    """EvalSettings from the preset's eval section (when --preset/--set is given; else from `implied`, the run
+    the samples came from), then explicit options."""
     from mirai_cli.evaluation import EvalSettings
     from mirai_cli.evaluation.from_config import eval_settings_from_config
 
     settings, reference = EvalSettings(), None
     if presets or overrides:
         settings, reference = eval_settings_from_config(config_from_options(presets, overrides))
+    elif implied is not None:
+        settings, reference = implied
     explicit = {f.name for f in dataclasses.fields(EvalSettings)} & {k for k, v in given.items() if v is not None}
     return dataclasses.replace(settings, **{k: given[k] for k in explicit}), reference
 
@@ -110,7 +114,7 @@ def _default_out(samples: Path) -> Path:
 @handle_errors
 def run(
     samples: Path = typer.Argument(..., help="generated images: a folder (png/jpg, searched recursively) or an .npz with arr_0"),
-    ref: str | None = typer.Option(None, "--ref", "-r", help="reference: folder, .npz, ADM batch (uses its mu/sigma), "
+    ref: str | None = typer.Option(None, "--ref", "-r", help="reference (default: the one the run that made SAMPLES implies): folder, .npz, ADM batch (uses its mu/sigma), "
                                       "fashion-mnist, or a `mirai eval stats` file"),
     fid: bool = typer.Option(False, "--fid", help="Frechet distance (default when no metric is named)"),
     isc: bool = typer.Option(False, "--isc", help="Inception Score"),
@@ -140,23 +144,34 @@ def run(
     """Compute metrics of SAMPLES against --ref; prints a table and writes JSON. Exit 0 only when every asked
     metric was computed."""
     from mirai_cli.evaluation import evaluate, open_images, open_reference
+    from mirai_cli.evaluation.from_config import implied_eval
 
     check_output_file(out, "--out")
     asked = tuple(m for m, on in (("fid", fid), ("isc", isc), ("kid", kid), ("prc", prc)) if on) or None
+    implied = None if (presets or overrides) else implied_eval(samples)
     settings, preset_ref = _settings(presets, overrides, {
         "metrics": asked, "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
         "resize": resize, "ref_limit": ref_limit, "kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets,
         "isc_splits": isc_splits, "prc_neighborhood": prc_neighborhood, "batch_size": batch_size, "device": device,
         "num_workers": workers, "seed": seed, "cache_dir": str(cache_dir) if cache_dir else None,
-        "use_cache": False if no_cache else None, "allow_download": False if offline else None})
+        "use_cache": False if no_cache else None, "allow_download": False if offline else None},
+        implied[:2] if implied else None)
     reference = ref or preset_ref
     if not reference:
-        raise MiraiError("no reference: pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file)")
+        raise MiraiError("no reference: pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file), or "
+                         "--preset with the run's preset")
+    if ref:
+        origin = "--ref"
+    elif implied:
+        origin = f"the run's preset {implied[2]}"
+    else:
+        origin = "the preset"
     settings = settings.validated()
     sample_set = open_images(samples, resize=settings.resize)
     reference_obj = open_reference(reference, resize=settings.resize, limit=settings.ref_limit, seed=settings.seed)
     err_console.print(f"[bold]eval[/] {', '.join(settings.metrics)} with {settings.extractor}: "
-                      f"{sample_set.describe()} vs {reference_obj.describe()}", highlight=False)
+                      f"{sample_set.describe()} vs {reference_obj.describe()} (reference from {origin}, resize "
+                      f"{settings.resize or 'off'})", highlight=False)
     bar, update = _progress()
     with bar:
         result = evaluate(sample_set, reference_obj, settings, progress=update)

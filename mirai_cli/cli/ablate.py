@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mirai_cli.cli.common import PresetOption, SetOption, console, emit, handle_errors
-from mirai_cli.config.schema import ABLATE_AXES
+from mirai_cli.config.registries import ABLATE_AXES, unknown_name
 
 
 @handle_errors
@@ -42,6 +42,8 @@ def ablate_command(
     axis = axis or base.ablate.axis
     if axis is None:
         raise MiraiError(f"give --axis (one of {', '.join(ABLATE_AXES)}) or set ablate.axis in the preset")
+    if axis not in ABLATE_AXES:
+        raise MiraiError(f"--axis: {unknown_name('ablation axis', axis, ABLATE_AXES)}")
     value_list = [v for v in values.split(",")] if values else base.ablate.values
     study = plan_study(preset_list, list(overrides or []), axis, value_list, out)
     fields = [f for f in differing_fields(study.variants) if f != "train.run_dir"]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from mirai_cli.config.registries import did_you_mean
 from mirai_cli.config.schema import SECTIONS, MiraiConfig
 from mirai_cli.errors import ConfigError
 
@@ -55,12 +56,8 @@ def find_preset(name_or_path: str) -> Path:
     shipped = shipped_presets_dir() / f"{name_or_path}{PRESET_SUFFIX}"
     if shipped.is_file():
         return shipped
-    names = shipped_preset_names()
-    close = difflib.get_close_matches(name_or_path, names, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise ConfigError(
-        f"no preset named '{name_or_path}'; {hint}available: {', '.join(names)} (or give a path to a .toml file)"
-    )
+    raise ConfigError(f"no preset named '{name_or_path}'; {did_you_mean(name_or_path, shipped_preset_names())} "
+                      "(or give a path to a .toml file)")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -222,6 +219,9 @@ def format_validation_error(error: ValidationError, merged: dict[str, Any], orig
     dotted = ".".join(str(part) for part in loc)
     if first["type"] == "extra_forbidden":
         rule = _unknown_key_message(loc)
+    elif first["type"] == "literal_error" and isinstance(first.get("input"), str):
+        choices = re.findall(r"'([^']*)'", str((first.get("ctx") or {}).get("expected", "")))
+        rule = did_you_mean(first["input"], choices)
     else:
         rule = first["msg"].removeprefix("Value error, ")
     value = first.get("input")

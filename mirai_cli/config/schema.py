@@ -35,33 +35,15 @@ def _check_duration(value: Any) -> Union[int, str]:
 
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
-GPT_SIZES: dict[str, tuple[int, int, int]] = {
-    # name: (layers, dim, heads) — SPEC.md section 3.
-    "GPT-B": (12, 768, 12),
-    "GPT-L": (24, 1024, 16),
-    "GPT-XL": (36, 1280, 20),
-    "GPT-XXL": (48, 1536, 24),
-}
-
-VQ_SIZES: dict[str, dict[str, Any]] = {
-    # LlamaGen's VQ-16 and VQ-8 (SPEC.md section 2).
-    "VQ-16": {"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
-    "VQ-8": {"ch": 128, "ch_mult": [1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
-}
-
-ENCODERS = (
-    "dinov2-vit-s",
-    "dinov2-vit-b",
-    "dinov2-vit-l",
-    "efficientnet-lite0",
-    "efficientnet-lite1",
-    "efficientnet-lite2",
-    "tokenizer",
+# The names users type live in registries (no torch); imported here so the schema validates against them.
+from mirai_cli.config.registries import (  # noqa: E402
+    ABLATE_AXES,
+    ENCODERS,
+    EXTRACTORS,
+    GPT_SIZES,
+    VQ_SIZES,
+    unknown_name,
 )
-
-EXTRACTORS = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-
-ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup")
 
 
 def fill_named_size(section: BaseModel, named: Optional[dict[str, Any]], required: tuple[str, ...]) -> None:
@@ -108,7 +90,7 @@ class DataConfig(Section):
 
 
 class TokenizerConfig(Section):
-    size: Literal["VQ-16", "VQ-8", "custom"] = Field(
+    size: Literal[(*VQ_SIZES, "custom")] = Field(  # type: ignore[valid-type]
         "VQ-16", description="LlamaGen VQ configuration, or custom (then ch, ch_mult, ... apply)"
     )
     ch: Optional[int] = Field(None, ge=8, description="base channels of encoder and decoder")
@@ -150,7 +132,7 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    size: Literal["GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "custom"] = Field(
+    size: Literal[(*GPT_SIZES, "custom")] = Field(  # type: ignore[valid-type]
         "GPT-B", description="LlamaGen GPT size, or custom (then layers, dim, heads apply)"
     )
     layers: Optional[int] = Field(None, ge=1, le=256, description="transformer blocks")
@@ -222,7 +204,7 @@ class ForesightConfig(Section):
     @classmethod
     def _known_encoder(cls, value: str) -> str:
         if value not in ENCODERS:
-            raise ValueError(f"unknown encoder; choose one of {', '.join(ENCODERS)}")
+            raise ValueError(unknown_name("encoder", value, ENCODERS))
         return value
 
     @field_validator("lambda_")
@@ -332,12 +314,12 @@ class EvalConfig(Section):
     @classmethod
     def _known_extractor(cls, value: str) -> str:
         if value not in EXTRACTORS:
-            raise ValueError(f"unknown extractor; choose one of {', '.join(EXTRACTORS)}")
+            raise ValueError(unknown_name("extractor", value, EXTRACTORS))
         return value
 
 
 class AblateConfig(Section):
-    axis: Optional[Literal["level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup"]] = Field(
+    axis: Optional[Literal[ABLATE_AXES]] = Field(  # type: ignore[valid-type]
         None, description=f"the axis to vary, one of {', '.join(ABLATE_AXES)}"
     )
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import mirai_cli
 from mirai_cli.data.crops import to_uint8
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
@@ -26,6 +25,7 @@ from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
 from mirai_cli.locks import release
+from mirai_cli.manifest import manifest
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
 from mirai_cli.tokenizer.checkpoint import (
@@ -198,10 +198,10 @@ def run_sample_job(
     if env.is_main:  # one process checks/claims the folder; the others wait for its verdict
         identity = identity_of(job, sha256_file(meta["weights_file"]), tok_id.weights, labels, size, device)
         info = {
+            **manifest("mirai-samples", job.seed),
             "checkpoint": str(job.checkpoint), "tokenizer": tok_path, "step": meta.get("step"),
             "gpt_config": gpt_cfg.to_dict(), "plan": _plan_name(job), "shard_size": job.shard_size,
-            "batch_size": job.batch_size, "mirai_version": mirai_cli.__version__,
-            "options": asdict(job.options), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "batch_size": job.batch_size, "options": asdict(job.options),
         }
         try:
             resumed = outputs.prepare_output(out_dir, identity, info)

@@ -16,6 +16,7 @@ from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
 from mirai_cli.errors import MiraiError
 from mirai_cli.locks import folder_lock
+from mirai_cli.manifest import manifest
 from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import (
@@ -139,6 +140,7 @@ def encode_store(
         raise MiraiError(f"data source {source} holds no images")
     num_shards = (count + shard_size - 1) // shard_size
     head = {
+        **manifest("mirai-token-store", None),  # a store is made without randomness: no seed
         "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": identity.weights,
         "tokenizer_file_sha256": identity.file,
         "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},

@@ -28,6 +28,7 @@ from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.fileio import remove_temp_files, torch_save, write_json
 from mirai_cli.locks import folder_lock
+from mirai_cli.manifest import manifest
 from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import load_tokenizer, save_tokenizer
@@ -338,5 +339,6 @@ def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:
     grid_png = save_png(image_grid(np.concatenate(pairs), nrow=8), out / "reconstructions.png")
     tok_path = save_tokenizer(out / "tokenizer.pt", model.eval(), cfg.vq, {
         "image_size": cfg.image_size, "source": src.to_manifest(), "fit": summary})
-    write_json(out / "fit_summary.json", {**summary, "fit_config": cfg.to_dict()}, indent=1, sort_keys=True)
+    write_json(out / "fit_summary.json", {**manifest("mirai-tokenizer-fit", cfg.seed), **summary,
+                                          "fit_config": cfg.to_dict()}, indent=1, sort_keys=True)
     return FitResult(tok_path, step, report.psnr, report.codebook_usage, report.codes_used, seconds, grid_png)

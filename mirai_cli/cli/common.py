@@ -100,7 +100,3 @@ def emit(text: str) -> None:
     lines at the terminal width (80 columns when stdout is a file or a pipe) and break the format."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()

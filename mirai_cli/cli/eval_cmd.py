@@ -34,7 +34,14 @@ from mirai_cli.cli.common import (
     err_console,
     handle_errors,
 )
+from mirai_cli.config.registries import EXTRACTORS
+from mirai_cli.config.schema import EvalConfig
 from mirai_cli.errors import MiraiError
+
+
+def _default(name: str) -> object:
+    """A default as the preset schema states it (the one place for it)."""
+    return EvalConfig.model_fields[name].default
 
 
 class _DefaultRunGroup(TyperGroup):
@@ -120,18 +127,18 @@ def run(
     isc: bool = typer.Option(False, "--isc", help="Inception Score"),
     kid: bool = typer.Option(False, "--kid", help="Kernel Inception Distance"),
     prc: bool = typer.Option(False, "--prc", help="precision / recall (same extractor as FID, like ADM)"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help="inception-v3-compat (default), "
-                                            "efficientnet-lite0/1/2 (offline; not comparable with published FID)"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"{', '.join(EXTRACTORS)} (default "
+                                            f"{_default('extractor')}; efficientnet: offline, not comparable with published FID)"),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local "
                                                      "weights-inception-2015-12-05-6726825d.pth (else $MIRAI_INCEPTION_WEIGHTS)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="metrics JSON (default: <samples>.metrics.json beside the samples)"),
     resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop); off by default"),
     ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N reference images"),
-    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help="KID subset size (default 1000)"),
-    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help="KID subsets (default 100)"),
-    isc_splits: int | None = typer.Option(None, "--isc-splits", help="IS splits (default 10)"),
-    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help="precision/recall k (default 3)"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="images per extractor batch (default 64)"),
+    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help=f"KID subset size (default {_default('kid_subset_size')})"),
+    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help=f"KID subsets (default {_default('kid_subsets')})"),
+    isc_splits: int | None = typer.Option(None, "--isc-splits", help=f"IS splits (default {_default('isc_splits')})"),
+    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help=f"precision/recall k (default {_default('prc_neighborhood')})"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=f"images per extractor batch (default {_default('batch_size')})"),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     workers: int | None = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
     seed: int | None = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
@@ -194,7 +201,7 @@ def stats(
     reference: str = typer.Argument(..., help="reference images: folder, .npz, ADM batch, or fashion-mnist[:test]"),
     out: Path = typer.Option(..., "--out", "-o", help="statistics file to write (.npz)"),
     features: bool = typer.Option(False, "--features", help="also store features, so KID and precision/recall can use the file"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help="feature extractor (default inception-v3-compat)"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"feature extractor (default {_default('extractor')})"),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local Inception weights file"),
     resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop)"),
     ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N images"),

@@ -250,6 +250,7 @@ class TrainConfig(Section):
     lr_min_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine/linear decay: final lr = lr * ratio")
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision (bf16 on CPU with AMX and on CUDA)")
     compile: bool = Field(False, description="torch.compile the model")
+    tensorboard: bool = Field(False, description="also log every metric to <run>/tensorboard (pip install 'mirai[tensorboard]')")
     # FSDP is not implemented yet; DDP with bf16 fits GPT-XXL (1.4B) on 80 GB GPUs.
     parallel: Literal["ddp"] = Field("ddp", description="multi-process strategy under torchrun (DDP)")
     seed: int = Field(0, ge=0, description="seed of weights, data order and dropout")

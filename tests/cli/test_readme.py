@@ -29,7 +29,7 @@ def readme_commands() -> list[str]:
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0].strip()
             if "mirai" in line and not line.startswith("#"):
-                commands.append(line)
+                commands += [part.strip() for part in line.split(" | ")]  # each side of a pipe parses alone
     return commands
 
 
@@ -88,7 +88,11 @@ def test_tiny_walkthrough_runs_as_written(tmp_path):
         args = _mirai_args(line)
         if args is None or line.startswith("torchrun") or "--jobs" in args:
             continue  # installs, and multi-GPU lines (parsed above)
-        if not ("tiny" in args or "runs/tiny/tokens" in args or args[0] == "presets"):
+        if args == ["presets", "validate", "-"]:
+            shown = mirai("presets", "show", "mirai-e", "--resolved", cwd=tmp_path).stdout
+            assert_ok(mirai(*args, input=shown, cwd=tmp_path))  # the README's pipe
+            continue
+        if not (any("tiny" in a for a in args) or args[0] == "presets"):
             continue  # ImageNet, public LlamaGen checkpoints, downloads: parsed above
         if args[0] == "ablate" and "--dry-run" not in args:
             continue  # a full study: the ablate tests run one
@@ -97,6 +101,8 @@ def test_tiny_walkthrough_runs_as_written(tmp_path):
         args = [hit for a in args for hit in (sorted(map(str, tmp_path.glob(a))) if "*" in a else [a])]
         takes_set = args[0] in ("train", "sample") or args[:2] in (["tokenize", "fit"], ["tokenize", "encode"])
         extra = [x for s in SHRINK for x in ("--set", s)] + ["--quiet"] if takes_set else []
+        if args[0] == "eval":  # a few dozen images: small KID subsets, a few Inception Score splits
+            extra = ["--kid-subset-size", "8", "--isc-splits", "2", "--ref-limit", "40"]
         result = mirai(*args, *extra, cwd=tmp_path, env=env)
         assert_ok(result)
         ran.append(args[:2])

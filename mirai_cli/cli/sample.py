@@ -36,7 +36,7 @@ def sample_command(
     overrides: Optional[List[str]] = SetOption,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/samples/<checkpoint>-<weights>-cfg<s>-seed<n>)"),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="VQ checkpoint (default: the one recorded in the run)"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="ema (default) or raw"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="ema or raw (default: sample.weights)"),
     classes: Optional[str] = typer.Option(None, "--classes", help="explicit labels, e.g. 1,2,3 (one image each)"),
     per_class: Optional[int] = typer.Option(None, "--per-class", help="images per class over all classes"),
     random: Optional[int] = typer.Option(None, "--random", help="this many images with uniformly random classes"),

@@ -13,7 +13,7 @@ import torch
 
 from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crops, to_model_input
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
-from mirai_cli.data.store import StoreWriter, codes_dtype, shard_name
+from mirai_cli.data.store import MANIFEST, StoreWriter, codes_dtype, read_manifest, shard_name
 from mirai_cli.errors import MiraiError
 from mirai_cli.locks import folder_lock
 from mirai_cli.manifest import manifest
@@ -150,8 +150,11 @@ def encode_store(
         "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
         "batch_size": batch_size, "extra": extra or {},
     }
+    args = (StoreWriter(out, head), src, model, dev, prec, strict, show_progress, log, on_shard_done)
+    if (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete":
+        return _fill_store(*args)  # only checked, nothing written: no lock (the store may be read-only)
     with folder_lock(out):  # one job writes a store at a time
-        return _fill_store(StoreWriter(out, head), src, model, dev, prec, strict, show_progress, log, on_shard_done)
+        return _fill_store(*args)
 
 
 def _fill_store(writer: StoreWriter, src: ImageSource, model: VQModel, dev: torch.device, prec: str, strict: bool,

@@ -1,8 +1,8 @@
 """The preset schema: one pydantic model per preset section, and `MiraiConfig` that holds them all.
 
 Every field is typed, bounded where it has bounds, and carries a one-line description (shown by
-`mirai presets show --explain` and used in error messages). Cross-field rules live in `MiraiConfig`.
-Defaults follow ../shared/SPEC.md (the Mirai and LlamaGen papers).
+`mirai presets show` and used in error messages). Cross-field rules live in `MiraiConfig`.
+Defaults follow the Mirai and LlamaGen papers (docs/method.md).
 """
 
 from __future__ import annotations
@@ -36,12 +36,15 @@ def _check_duration(value: Any) -> Union[int, str]:
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
 # The names users type live in registries (no torch); imported here so the schema validates against them.
-from mirai_cli.config.registries import (  # noqa: E402
+from mirai_cli.config.registries import (  # noqa: E402, F401 - ENCODER_LAYERS, encoder_layer_problem re-exported
     ABLATE_AXES,
+    EFFNET_STRIDES,
+    ENCODER_LAYERS,
     ENCODERS,
     EXTRACTORS,
     GPT_SIZES,
     VQ_SIZES,
+    encoder_layer_problem,
     unknown_name,
 )
 
@@ -85,6 +88,11 @@ class DataConfig(Section):
     crop_ratio: float = Field(1.1, ge=1.0, le=2.0, description="ten-crop: resize to image_size * ratio first")
     max_images: Optional[int] = Field(None, ge=1, description="use only the first N images of the source")
     store: str = Field("runs/tokens", description="folder of the token store written by tokenize, read by train")
+    val_images: int = Field(
+        0, ge=0, description="held-out images for the validation NLL (0: none); built-in data sets take them from "
+        "their test split, other sources hold out an evenly spaced slice that training never sees",
+    )
+    val_store: Optional[str] = Field(None, description="token store of the held-out images (default: <store>-val)")
     strict: bool = Field(False, description="treat unreadable image files as fatal instead of skipping them")
     num_workers: int = Field(0, ge=0, le=64, description="data loader worker processes")
 
@@ -117,6 +125,9 @@ class TokenizerConfig(Section):
     disc_start: int = Field(20000, ge=0, description="tokenize fit: step at which the discriminator starts")
     encode_batch_size: int = Field(64, ge=1, description="tokenize encode: images per batch")
     shard_size: int = Field(4096, ge=1, description="tokenize encode: images per store shard")
+    encode_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="tokenize encode: fp32 as LlamaGen extracts codes; bf16 autocast is faster but flips some codes"
+    )
     fit_time_limit: Optional[float] = Field(None, gt=0, description="tokenize fit: stop (with a checkpoint) after this many seconds")
 
     @model_validator(mode="after")
@@ -175,6 +186,10 @@ class ForesightConfig(Section):
     border: Literal["drop", "wrap"] = Field(
         "drop", description="targets outside the grid: drop the pair, or wrap to the next row (public code)"
     )
+    align_class: bool = Field(
+        True, description="Mirai-E: every head also aligns the class position 0 with the teacher's position 0 "
+        "(the paper's code); no effect with an encoder teacher"
+    )
     depth: Optional[int] = Field(None, ge=1, description="block whose output is the student feature (1-indexed; default 2/3 of layers)")
     projector_dim: int = Field(2048, ge=1, description="hidden width of each projector MLP")
     lambda_: Union[float, list[float]] = Field(
@@ -190,6 +205,25 @@ class ForesightConfig(Section):
     encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
+    encoder_layer: Optional[int] = Field(
+        None, ge=1, description="Mirai-I: where the target is read: EfficientNet stage stride 4/8/16/32 (input "
+        "stride x grid unless encoder_resolution is set), DINOv2 block 1..depth; default the last"
+    )
+    target_norm: Literal["none", "layer", "spatial"] = Field(
+        "none", description="target normalisation: none, layer (per position over channels) or spatial (iREPA: "
+        "per image and channel over the positions)"
+    )
+    target_norm_alpha: float = Field(
+        0.6, ge=0.0, le=1.0, description="spatial target norm: fraction of the spatial mean subtracted (iREPA's 0.6)"
+    )
+    encoder_resize: Literal["bicubic", "bicubic-antialias"] = Field(
+        "bicubic", description="Mirai-I: encoder input resize: normalise then plain bicubic (the paper's code), or "
+        "bicubic antialiased when shrinking and clamped, then normalised"
+    )
+    teacher_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="precision of the foresight targets (EMA teacher, encoders): fp32 as the paper's code, "
+        "or bf16 autocast (faster on GPUs)"
+    )
     cache_teacher: bool = Field(
         False, description="Mirai-I: compute encoder features once next to the token store (small data sets; "
         "ImageNet with ten crops would need terabytes) instead of running the encoder every step"
@@ -232,6 +266,9 @@ class ForesightConfig(Section):
             raise ValueError("layout 2d has 9 default offsets; give k <= 9 or explicit offsets")
         if isinstance(self.lambda_, list) and len(self.lambda_) != self.k:
             raise ValueError(f"lambda has {len(self.lambda_)} values for k = {self.k} heads")
+        problem = encoder_layer_problem(self.encoder, self.encoder_layer)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -326,7 +363,9 @@ class AblateConfig(Section):
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="seeds; each variant runs once per seed")
     baseline_seeds: int = Field(1, ge=1, description="extra baseline runs with seeds +1, +2, ... to measure noise")
-    eval_samples_per_class: int = Field(10, ge=1, description="class-balanced samples per evaluation round")
+    eval_samples_per_class: int = Field(
+        10, ge=0, description="class-balanced samples per evaluation round (0: no sampling, validation NLL only)"
+    )
     out_dir: str = Field("runs/ablate-{axis}", description="study folder; {axis} is the axis name")
 
 
@@ -357,7 +396,7 @@ class MiraiConfig(BaseModel):
         layers = self.model.layers
         assert layers is not None
         if self.foresight.depth is None:
-            # SPEC: 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
+            # docs/method.md, "Foresight": 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
             object.__setattr__(self.foresight, "depth", max(1, round(2 * layers / 3)))
         elif self.foresight.depth > layers:
             raise ValueError(f"foresight.depth = {self.foresight.depth} exceeds model.layers = {layers}")
@@ -365,6 +404,10 @@ class MiraiConfig(BaseModel):
         for offset in self.foresight.offsets or []:
             if (len(offset) == 2 and max(offset) >= grid) or (len(offset) == 1 and offset[0] >= grid * grid):
                 raise ValueError(f"foresight.offsets {offset} reaches outside the {grid}x{grid} token grid")
+        fc = self.foresight
+        problem = encoder_layer_problem(fc.encoder, fc.encoder_layer, grid, fc.encoder_resolution)
+        if problem:
+            raise ValueError(problem)
         if self.sample.classes is not None:
             bad = [c for c in self.sample.classes if c >= self.model.num_classes]
             if bad:

@@ -163,7 +163,7 @@ def train(
         objective = ForesightObjective.from_layout(
             (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=teacher_source.teacher_dim,
             teacher_space=teacher_source.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
-            border=fc.border, hidden_dim=fc.projector_dim,
+            border=fc.border, hidden_dim=fc.projector_dim, align_class=fc.align_class,
         ).to(device)
     lambdas = LambdaSchedule.build(
         fc.lambda_, fc.k, kind=fc.lambda_schedule, factor=fc.lambda_factor, at_step=to_steps(fc.lambda_at),
@@ -260,10 +260,9 @@ def train(
                     codes = torch.from_numpy(store.codes.get(images, crops).astype(np.int64)).to(device)
                     labels = torch.from_numpy(store.labels[images].astype(np.int64)).to(device)
                     teacher = None
-                    if foresight_on:
+                    if foresight_on:  # in the teacher's own precision (foresight.teacher_precision)
                         assert teacher_source is not None
-                        with autocast(device, precision):
-                            teacher = teacher_source.features(codes, labels, images, crops)
+                        teacher = teacher_source.features(codes, labels, images, crops)
                     sync = contextlib.nullcontext()
                     if env.distributed and i < len(micro_batches) - 1:
                         sync = model.no_sync()  # type: ignore[operator]

@@ -4,6 +4,7 @@ the target, flush it to disk, then rename it into place, so a crash never leaves
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -58,7 +59,12 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # torch reports a failed write (full disk, quota) as a RuntimeError
+            if "inline_container" not in str(e) and "write" not in str(e):
+                raise
+            raise OSError(errno.ENOSPC, f"writing failed: {str(e)[:80]}", str(path)) from e
     return Path(path)
 
 
@@ -68,3 +74,31 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def state_dict_sha256(model: Any) -> str:
+    """A hash of the weights a module actually holds (names, dtypes, shapes, bytes), independent of how or when
+    they were saved."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+TEMP_GLOB = ".*.tmp*"  # the names atomic_path (and other scratch writers) use
+
+
+def remove_temp_files(folder: str | Path) -> int:
+    """Delete the temporary files a killed job left in `folder` (not recursive). Call it only while holding the
+    folder's lock: a live job's temporary files look the same."""
+    folder = Path(folder)
+    removed = 0
+    for p in folder.glob(TEMP_GLOB) if folder.is_dir() else ():
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mirai_cli.cli.common import PresetOption, SetOption, console, handle_errors
-from mirai_cli.config.schema import ABLATE_AXES
+from mirai_cli.cli.common import PresetOption, SetOption, console, emit, handle_errors
+from mirai_cli.config.registries import ABLATE_AXES, unknown_name
 
 
 @handle_errors
@@ -42,6 +42,8 @@ def ablate_command(
     axis = axis or base.ablate.axis
     if axis is None:
         raise MiraiError(f"give --axis (one of {', '.join(ABLATE_AXES)}) or set ablate.axis in the preset")
+    if axis not in ABLATE_AXES:
+        raise MiraiError(f"--axis: {unknown_name('ablation axis', axis, ABLATE_AXES)}")
     value_list = [v for v in values.split(",")] if values else base.ablate.values
     study = plan_study(preset_list, list(overrides or []), axis, value_list, out)
     fields = [f for f in differing_fields(study.variants) if f != "train.run_dir"]
@@ -75,6 +77,6 @@ def ablate_command(
     if only is not None:
         return
     report = write_report(study.root, study.variants, results, axis)
-    console.print(to_markdown(report), markup=False, highlight=False)
+    emit(to_markdown(report))
     console.print(f"[green]done[/] in {time.perf_counter() - start:.0f} s: {study.root}/report.md, report.csv, "
                   f"report.json, convergence.png, grid_*.png")

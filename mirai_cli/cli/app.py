@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mirai_cli import __version__
-from mirai_cli.cli import ablate, eval_cmd, presets, sample, tokenize, train
+from mirai_cli.cli import ablate, eval_cmd, plot, presets, sample, tokenize, train
 
 app = typer.Typer(
     name="mirai",
@@ -20,6 +20,7 @@ app.command("sample")(sample.sample_command)
 app.add_typer(eval_cmd.app, name="eval")
 app.command("ablate")(ablate.ablate_command)
 app.add_typer(presets.app, name="presets")
+app.command("plot")(plot.plot_command)
 
 
 def _version(value: bool) -> None:

@@ -3,8 +3,10 @@ one red line and a non-zero exit instead of a traceback."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
+from pathlib import Path
 from typing import Any, Callable, List, Optional, TypeVar
 
 import typer
@@ -31,6 +33,24 @@ def fail(message: str, exit_code: int = 2) -> None:
     raise typer.Exit(exit_code)
 
 
+def os_error_message(exc: OSError) -> str | None:
+    """One line for the file-system errors a user can fix (full disk, permissions, a file where a folder belongs);
+    None for the rest, which are bugs and keep their traceback. Every output is written atomically, so what was
+    finished before the error is intact."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"no space left to write{where} ({exc.strerror}): free some space and run the command again; the "
+                "outputs finished before this are intact and the job continues where it stopped")
+    fixes = {errno.EACCES: "check its permissions or choose another location",
+             errno.EROFS: "the file system is read-only: choose another location",
+             errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+             errno.EISDIR: "a folder stands where a file is needed: give a file name",
+             errno.EEXIST: "a file stands where a folder is needed: choose another path"}
+    if exc.errno in fixes:
+        return f"cannot use{where} ({exc.strerror}): {fixes[exc.errno]}"
+    return None
+
+
 def handle_errors(func: F) -> F:
     """Run a command; a MiraiError becomes one line on stderr and its exit code."""
 
@@ -40,6 +60,11 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except MiraiError as exc:
             fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            message = os_error_message(exc)
+            if message is None:
+                raise
+            fail(message, 1)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
@@ -52,5 +77,26 @@ def config_from_options(presets: Optional[List[str]], overrides: Optional[List[s
     return load_config(list(presets) if presets else [default], list(overrides or []))
 
 
-def is_interactive() -> bool:
-    return sys.stderr.isatty()
+def check_output_folder(path: Optional[Path], flag: str) -> None:
+    """An output folder option must not name an existing file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise MiraiError(f"{flag} {path} is a file, but a folder is needed here: give a folder path")
+
+
+def check_output_file(path: Optional[Path], flag: str) -> None:
+    """An output file option must not name an existing folder, nor sit under a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise MiraiError(f"{flag} {path} is a folder, but a file is needed here: give a file name, e.g. "
+                         f"{path / 'out'}{path.suffix or ''}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise MiraiError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
+
+
+def emit(text: str) -> None:
+    """Machine-readable output (TOML, JSON, Markdown tables) to stdout exactly as given: rich would wrap long
+    lines at the terminal width (80 columns when stdout is a file or a pipe) and break the format."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()

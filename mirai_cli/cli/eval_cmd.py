@@ -28,12 +28,20 @@ from typer.core import TyperGroup
 from mirai_cli.cli.common import (
     PresetOption,
     SetOption,
+    check_output_file,
     config_from_options,
     console,
     err_console,
     handle_errors,
 )
+from mirai_cli.config.registries import EXTRACTORS
+from mirai_cli.config.schema import EvalConfig
 from mirai_cli.errors import MiraiError
+
+
+def _default(name: str) -> object:
+    """A default as the preset schema states it (the one place for it)."""
+    return EvalConfig.model_fields[name].default
 
 
 class _DefaultRunGroup(TyperGroup):
@@ -67,14 +75,18 @@ def _progress() -> tuple[Progress, Any]:
     return bar, update
 
 
-def _settings(presets: list[str] | None, overrides: list[str] | None, given: dict[str, Any]) -> tuple[Any, str | None]:
-    """EvalSettings from the preset's eval section (only when --preset/--set is given), then explicit options."""
+def _settings(presets: list[str] | None, overrides: list[str] | None, given: dict[str, Any],
+              implied: tuple[Any, str] | None = None) -> tuple[Any, str | None]:
+    """EvalSettings from the preset's eval section (when --preset/--set is given; else from `implied`, the run
+    the samples came from), then explicit options."""
     from mirai_cli.evaluation import EvalSettings
     from mirai_cli.evaluation.from_config import eval_settings_from_config
 
     settings, reference = EvalSettings(), None
     if presets or overrides:
         settings, reference = eval_settings_from_config(config_from_options(presets, overrides))
+    elif implied is not None:
+        settings, reference = implied
     explicit = {f.name for f in dataclasses.fields(EvalSettings)} & {k for k, v in given.items() if v is not None}
     return dataclasses.replace(settings, **{k: given[k] for k in explicit}), reference
 
@@ -109,24 +121,24 @@ def _default_out(samples: Path) -> Path:
 @handle_errors
 def run(
     samples: Path = typer.Argument(..., help="generated images: a folder (png/jpg, searched recursively) or an .npz with arr_0"),
-    ref: str | None = typer.Option(None, "--ref", "-r", help="reference: folder, .npz, ADM batch (uses its mu/sigma), "
+    ref: str | None = typer.Option(None, "--ref", "-r", help="reference (default: the one the run that made SAMPLES implies): folder, .npz, ADM batch (uses its mu/sigma), "
                                       "fashion-mnist, or a `mirai eval stats` file"),
     fid: bool = typer.Option(False, "--fid", help="Frechet distance (default when no metric is named)"),
     isc: bool = typer.Option(False, "--isc", help="Inception Score"),
     kid: bool = typer.Option(False, "--kid", help="Kernel Inception Distance"),
     prc: bool = typer.Option(False, "--prc", help="precision / recall (same extractor as FID, like ADM)"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help="inception-v3-compat (default), "
-                                            "efficientnet-lite0/1/2 (offline; not comparable with published FID)"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"{', '.join(EXTRACTORS)} (default "
+                                            f"{_default('extractor')}; efficientnet: offline, not comparable with published FID)"),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local "
                                                      "weights-inception-2015-12-05-6726825d.pth (else $MIRAI_INCEPTION_WEIGHTS)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="metrics JSON (default: <samples>.metrics.json beside the samples)"),
     resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop); off by default"),
     ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N reference images"),
-    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help="KID subset size (default 1000)"),
-    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help="KID subsets (default 100)"),
-    isc_splits: int | None = typer.Option(None, "--isc-splits", help="IS splits (default 10)"),
-    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help="precision/recall k (default 3)"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="images per extractor batch (default 64)"),
+    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help=f"KID subset size (default {_default('kid_subset_size')})"),
+    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help=f"KID subsets (default {_default('kid_subsets')})"),
+    isc_splits: int | None = typer.Option(None, "--isc-splits", help=f"IS splits (default {_default('isc_splits')})"),
+    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help=f"precision/recall k (default {_default('prc_neighborhood')})"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=f"images per extractor batch (default {_default('batch_size')})"),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     workers: int | None = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
     seed: int | None = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
@@ -139,22 +151,34 @@ def run(
     """Compute metrics of SAMPLES against --ref; prints a table and writes JSON. Exit 0 only when every asked
     metric was computed."""
     from mirai_cli.evaluation import evaluate, open_images, open_reference
+    from mirai_cli.evaluation.from_config import implied_eval
 
+    check_output_file(out, "--out")
     asked = tuple(m for m, on in (("fid", fid), ("isc", isc), ("kid", kid), ("prc", prc)) if on) or None
+    implied = None if (presets or overrides) else implied_eval(samples)
     settings, preset_ref = _settings(presets, overrides, {
         "metrics": asked, "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
         "resize": resize, "ref_limit": ref_limit, "kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets,
         "isc_splits": isc_splits, "prc_neighborhood": prc_neighborhood, "batch_size": batch_size, "device": device,
         "num_workers": workers, "seed": seed, "cache_dir": str(cache_dir) if cache_dir else None,
-        "use_cache": False if no_cache else None, "allow_download": False if offline else None})
+        "use_cache": False if no_cache else None, "allow_download": False if offline else None},
+        implied[:2] if implied else None)
     reference = ref or preset_ref
     if not reference:
-        raise MiraiError("no reference: pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file)")
+        raise MiraiError("no reference: pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file), or "
+                         "--preset with the run's preset")
+    if ref:
+        origin = "--ref"
+    elif implied:
+        origin = f"the run's preset {implied[2]}"
+    else:
+        origin = "the preset"
     settings = settings.validated()
     sample_set = open_images(samples, resize=settings.resize)
     reference_obj = open_reference(reference, resize=settings.resize, limit=settings.ref_limit, seed=settings.seed)
     err_console.print(f"[bold]eval[/] {', '.join(settings.metrics)} with {settings.extractor}: "
-                      f"{sample_set.describe()} vs {reference_obj.describe()}", highlight=False)
+                      f"{sample_set.describe()} vs {reference_obj.describe()} (reference from {origin}, resize "
+                      f"{settings.resize or 'off'})", highlight=False)
     bar, update = _progress()
     with bar:
         result = evaluate(sample_set, reference_obj, settings, progress=update)
@@ -177,7 +201,7 @@ def stats(
     reference: str = typer.Argument(..., help="reference images: folder, .npz, ADM batch, or fashion-mnist[:test]"),
     out: Path = typer.Option(..., "--out", "-o", help="statistics file to write (.npz)"),
     features: bool = typer.Option(False, "--features", help="also store features, so KID and precision/recall can use the file"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help="feature extractor (default inception-v3-compat)"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"feature extractor (default {_default('extractor')})"),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local Inception weights file"),
     resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop)"),
     ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N images"),
@@ -194,6 +218,7 @@ def stats(
     """Compute a reference's FID statistics once (mu/sigma; --features adds what KID/PRC need)."""
     from mirai_cli.evaluation import compute_reference_stats
 
+    check_output_file(out, "--out")
     settings, _ = _settings(presets, overrides, {
         "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
         "resize": resize, "ref_limit": ref_limit, "batch_size": batch_size, "device": device, "num_workers": workers,

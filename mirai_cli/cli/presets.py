@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 from typing import List, Optional
 
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from mirai_cli.cli.common import PresetOption, SetOption, console, handle_errors
+from mirai_cli.cli.common import PresetOption, SetOption, console, emit, handle_errors
 from mirai_cli.config import load_config, resolved_toml, shipped_preset_names
 from mirai_cli.config.loader import find_preset, read_toml
 
@@ -45,13 +45,16 @@ def show(
     else:
         load_config(names)  # validate before showing
         text = find_preset(names[0]).read_text()
-    console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
+    if sys.stdout.isatty():
+        console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
+    else:  # a file or a pipe: the TOML exactly, never wrapped or styled
+        emit(text)
 
 
 @app.command("validate")
 @handle_errors
 def validate(
-    files: List[Path] = typer.Argument(..., help="preset files to check"),
+    files: List[str] = typer.Argument(..., help="preset files to check; - reads one from standard input"),
     presets: Optional[List[str]] = PresetOption,
     overrides: Optional[List[str]] = SetOption,
 ) -> None:

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, handle_errors
+from mirai_cli.cli.common import (
+    PresetOption,
+    SetOption,
+    check_output_folder,
+    config_from_options,
+    console,
+    handle_errors,
+)
+from mirai_cli.errors import MiraiError
+
+
+def parse_classes(text: str) -> list[int]:
+    """--classes 1,2,3 -> [1, 2, 3]; anything else is one line naming the flag."""
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise MiraiError(f"--classes {text!r} is not a list of class numbers: give e.g. --classes 0,3,7") from None
 
 
 @handle_errors
@@ -19,7 +36,7 @@ def sample_command(
     overrides: Optional[List[str]] = SetOption,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/samples/<checkpoint>-<weights>-cfg<s>-seed<n>)"),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="VQ checkpoint (default: the one recorded in the run)"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="ema (default) or raw"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="ema or raw (default: sample.weights)"),
     classes: Optional[str] = typer.Option(None, "--classes", help="explicit labels, e.g. 1,2,3 (one image each)"),
     per_class: Optional[int] = typer.Option(None, "--per-class", help="images per class over all classes"),
     random: Optional[int] = typer.Option(None, "--random", help="this many images with uniformly random classes"),
@@ -30,12 +47,18 @@ def sample_command(
 ) -> None:
     """Sample class-conditional images with a KV cache and classifier-free guidance."""
     from mirai_cli.engine.run_dir import resolve_run_dir
+    from mirai_cli.runtime import resolve_device
     from mirai_cli.sampling import run_sample_job
     from mirai_cli.sampling.from_config import sample_job_from_config
 
     config = config_from_options(presets, overrides)
     source = checkpoint or str(resolve_run_dir(config))
-    explicit = [int(c) for c in classes.split(",") if c.strip()] if classes else None
+    explicit = parse_classes(classes) if classes else None
+    check_output_folder(out, "--out")
+    if cfg_scale is not None and not (math.isfinite(cfg_scale) and cfg_scale >= 0):
+        raise MiraiError(f"--cfg-scale {cfg_scale} is not a finite number >= 0: give e.g. --cfg-scale 2.0 "
+                         "(1.0 turns guidance off)")
+    resolve_device(device)  # asked-for hardware that is absent stops here, before any work
     job = sample_job_from_config(
         config, source, out_dir=str(out) if out else None, tokenizer=tokenizer, weights=weights, classes=explicit,
         per_class=per_class, random_classes=random, cfg_scale=cfg_scale, seed=seed, device=device,

@@ -8,7 +8,15 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from mirai_cli.cli.common import PresetOption, SetOption, config_from_options, console, handle_errors
+from mirai_cli.cli.common import (
+    PresetOption,
+    SetOption,
+    check_output_file,
+    check_output_folder,
+    config_from_options,
+    console,
+    handle_errors,
+)
 
 app = typer.Typer(help="Images -> VQ token store (LlamaGen VQ checkpoints load as they are).", no_args_is_help=True)
 
@@ -20,13 +28,17 @@ def fit(
     overrides: Optional[List[str]] = SetOption,
     out: Optional[Path] = typer.Option(None, "--out", help="tokenizer folder (default: tokenizer.checkpoint)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    force: bool = typer.Option(False, "--force", help="continue a finished fit in the folder (e.g. more steps) and "
+                               "replace its tokenizer.pt"),
 ) -> None:
     """Train a VQ tokenizer from scratch on the preset's data (resumes an unfinished fit in the same folder)."""
     from mirai_cli.tokenizer.fit import fit_tokenizer
     from mirai_cli.tokenizer.from_config import fit_config_from
 
+    check_output_folder(out, "--out")
     config = config_from_options(presets, overrides)
     fit_cfg = fit_config_from(config, out, show_progress=not quiet)
+    fit_cfg.force = force
     v = fit_cfg.vq
     console.print(f"[bold]mirai tokenize fit[/] {config.data.source} at {fit_cfg.image_size} px -> {fit_cfg.out_dir}: "
                   f"ch {v.ch} x {list(v.ch_mult)}, codebook {v.codebook_size} x {v.codebook_dim}, {fit_cfg.steps} steps "
@@ -52,6 +64,7 @@ def encode(
 
     if strict:
         overrides = [*(overrides or []), "data.strict=true"]
+    check_output_folder(out, "--out")
     config = config_from_options(presets, overrides)
     target = out or Path(config.data.store)
     console.print(f"[bold]mirai tokenize encode[/] {config.data.source} ({config.data.split}, crops {config.data.crop}, "
@@ -94,6 +107,7 @@ def decode(
     from mirai_cli.data.store import read_manifest
     from mirai_cli.tokenizer.decode import decode_store_entries
 
+    check_output_file(out, "--out")
     path = tokenizer or read_manifest(store).get("tokenizer_path")
     png = decode_store_entries(store, path, list(range(count)), out, crop=crop)
     console.print(f"[green]wrote[/] {png}")

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from mirai_cli.config.registries import did_you_mean
 from mirai_cli.config.schema import SECTIONS, MiraiConfig
 from mirai_cli.errors import ConfigError
 
@@ -39,8 +40,14 @@ def shipped_preset_names() -> list[str]:
     return sorted(p.stem for p in shipped_presets_dir().glob(f"*{PRESET_SUFFIX}"))
 
 
+STDIN = "-"  # a preset read from standard input (`mirai presets show X --resolved | mirai presets validate -`)
+_stdin_text: list[str] = []  # read once: several layers may name it
+
+
 def find_preset(name_or_path: str) -> Path:
-    """A shipped preset name (`mirai-e`) or a path to a TOML file."""
+    """A shipped preset name (`mirai-e`), a path to a TOML file, or "-" for standard input."""
+    if name_or_path == STDIN:
+        return Path(STDIN)
     candidate = Path(name_or_path)
     if candidate.suffix == PRESET_SUFFIX or candidate.exists():
         if not candidate.is_file():
@@ -49,16 +56,16 @@ def find_preset(name_or_path: str) -> Path:
     shipped = shipped_presets_dir() / f"{name_or_path}{PRESET_SUFFIX}"
     if shipped.is_file():
         return shipped
-    names = shipped_preset_names()
-    close = difflib.get_close_matches(name_or_path, names, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise ConfigError(
-        f"no preset named '{name_or_path}'; {hint}available: {', '.join(names)} (or give a path to a .toml file)"
-    )
+    raise ConfigError(f"no preset named '{name_or_path}'; {did_you_mean(name_or_path, shipped_preset_names())} "
+                      "(or give a path to a .toml file)")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
+        if str(path) == STDIN:
+            if not _stdin_text:
+                _stdin_text.append(sys.stdin.read())
+            return tomllib.loads(_stdin_text[0])
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
@@ -98,8 +105,8 @@ def preset_layers(name_or_path: str, _seen: Optional[list[str]] = None) -> list[
             if item.endswith(PRESET_SUFFIX) and not Path(item).is_absolute():
                 base = str(path.parent / item)
             layers.extend(preset_layers(base, seen + [key]))
-    values.setdefault("name", path.stem)
-    layers.append(Layer(str(path), values))
+    values.setdefault("name", "stdin" if str(path) == STDIN else path.stem)
+    layers.append(Layer("<stdin>" if str(path) == STDIN else str(path), values))
     return layers
 
 
@@ -212,6 +219,9 @@ def format_validation_error(error: ValidationError, merged: dict[str, Any], orig
     dotted = ".".join(str(part) for part in loc)
     if first["type"] == "extra_forbidden":
         rule = _unknown_key_message(loc)
+    elif first["type"] == "literal_error" and isinstance(first.get("input"), str):
+        choices = re.findall(r"'([^']*)'", str((first.get("ctx") or {}).get("expected", "")))
+        rule = did_you_mean(first["input"], choices)
     else:
         rule = first["msg"].removeprefix("Value error, ")
     value = first.get("input")

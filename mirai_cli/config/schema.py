@@ -35,58 +35,18 @@ def _check_duration(value: Any) -> Union[int, str]:
 
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
-GPT_SIZES: dict[str, tuple[int, int, int]] = {
-    # name: (layers, dim, heads) — docs/method.md, "GPT".
-    "GPT-B": (12, 768, 12),
-    "GPT-L": (24, 1024, 16),
-    "GPT-XL": (36, 1280, 20),
-    "GPT-XXL": (48, 1536, 24),
-}
-
-VQ_SIZES: dict[str, dict[str, Any]] = {
-    # LlamaGen's VQ-16 and VQ-8 (docs/method.md, "Tokenizer").
-    "VQ-16": {"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
-    "VQ-8": {"ch": 128, "ch_mult": [1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
-}
-
-# Mirai-I encoders and their foresight.encoder_layer choices: EfficientNet-Lite = the stride of a stage (its
-# last block's output; input size stride x grid makes that map exactly the token grid), DINOv2 = a block,
-# 1-indexed. Torch-free so that presets validate without loading torch.
-EFFNET_STRIDES = (4, 8, 16, 32)
-ENCODER_LAYERS: dict[str, tuple[int, ...]] = {
-    "dinov2-vit-s": tuple(range(1, 13)),
-    "dinov2-vit-b": tuple(range(1, 13)),
-    "dinov2-vit-l": tuple(range(1, 25)),
-    "efficientnet-lite0": EFFNET_STRIDES,
-    "efficientnet-lite1": EFFNET_STRIDES,
-    "efficientnet-lite2": EFFNET_STRIDES,
-    "tokenizer": (),
-}
-ENCODERS = tuple(ENCODER_LAYERS)
-
-
-def encoder_layer_problem(name: str, layer: Optional[int], grid: Optional[int] = None,
-                          resolution: Optional[int] = None) -> Optional[str]:
-    """Why foresight.encoder_layer = `layer` does not work with encoder `name` (None when it does). With an
-    EfficientNet stage, an explicit resolution must make that stage's map exactly the grid x grid tokens."""
-    if layer is None or name not in ENCODER_LAYERS:
-        return None
-    layers = ENCODER_LAYERS[name]
-    if not layers:
-        return f"foresight.encoder_layer: encoder {name} has no layer choice; leave it unset"
-    stage = name.startswith("efficientnet")
-    if layer not in layers:
-        what = f"a stage stride ({', '.join(map(str, layers))})" if stage else f"a block (1..{len(layers)})"
-        return f"foresight.encoder_layer = {layer}: {name} takes {what}"
-    if stage and grid is not None and resolution is not None and resolution != layer * grid:
-        return (f"foresight.encoder_resolution = {resolution} gives {name}'s stride-{layer} stage a "
-                f"{resolution / layer:g}x{resolution / layer:g} map, not the {grid}x{grid} token grid; leave "
-                f"encoder_resolution unset (it is then {layer * grid}) or set it to {layer * grid}")
-    return None
-
-EXTRACTORS = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-
-ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup", "encoder_layer", "target_norm")
+# The names users type live in registries (no torch); imported here so the schema validates against them.
+from mirai_cli.config.registries import (  # noqa: E402, F401 - ENCODER_LAYERS, encoder_layer_problem re-exported
+    ABLATE_AXES,
+    EFFNET_STRIDES,
+    ENCODER_LAYERS,
+    ENCODERS,
+    EXTRACTORS,
+    GPT_SIZES,
+    VQ_SIZES,
+    encoder_layer_problem,
+    unknown_name,
+)
 
 
 def fill_named_size(section: BaseModel, named: Optional[dict[str, Any]], required: tuple[str, ...]) -> None:
@@ -138,7 +98,7 @@ class DataConfig(Section):
 
 
 class TokenizerConfig(Section):
-    size: Literal["VQ-16", "VQ-8", "custom"] = Field(
+    size: Literal[(*VQ_SIZES, "custom")] = Field(  # type: ignore[valid-type]
         "VQ-16", description="LlamaGen VQ configuration, or custom (then ch, ch_mult, ... apply)"
     )
     ch: Optional[int] = Field(None, ge=8, description="base channels of encoder and decoder")
@@ -183,7 +143,7 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    size: Literal["GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "custom"] = Field(
+    size: Literal[(*GPT_SIZES, "custom")] = Field(  # type: ignore[valid-type]
         "GPT-B", description="LlamaGen GPT size, or custom (then layers, dim, heads apply)"
     )
     layers: Optional[int] = Field(None, ge=1, le=256, description="transformer blocks")
@@ -278,7 +238,7 @@ class ForesightConfig(Section):
     @classmethod
     def _known_encoder(cls, value: str) -> str:
         if value not in ENCODERS:
-            raise ValueError(f"unknown encoder; choose one of {', '.join(ENCODERS)}")
+            raise ValueError(unknown_name("encoder", value, ENCODERS))
         return value
 
     @field_validator("lambda_")
@@ -327,6 +287,7 @@ class TrainConfig(Section):
     lr_min_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine/linear decay: final lr = lr * ratio")
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision (bf16 on CPU with AMX and on CUDA)")
     compile: bool = Field(False, description="torch.compile the model")
+    tensorboard: bool = Field(False, description="also log every metric to <run>/tensorboard (pip install 'mirai[tensorboard]')")
     # FSDP is not implemented yet; DDP with bf16 fits GPT-XXL (1.4B) on 80 GB GPUs.
     parallel: Literal["ddp"] = Field("ddp", description="multi-process strategy under torchrun (DDP)")
     seed: int = Field(0, ge=0, description="seed of weights, data order and dropout")
@@ -394,12 +355,12 @@ class EvalConfig(Section):
     @classmethod
     def _known_extractor(cls, value: str) -> str:
         if value not in EXTRACTORS:
-            raise ValueError(f"unknown extractor; choose one of {', '.join(EXTRACTORS)}")
+            raise ValueError(unknown_name("extractor", value, EXTRACTORS))
         return value
 
 
 class AblateConfig(Section):
-    axis: Optional[Literal["level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup"]] = Field(
+    axis: Optional[Literal[ABLATE_AXES]] = Field(  # type: ignore[valid-type]
         None, description=f"the axis to vary, one of {', '.join(ABLATE_AXES)}"
     )
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")

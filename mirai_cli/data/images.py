@@ -1,12 +1,43 @@
-"""Image grids written as PNG (reconstructions, store checks)."""
+"""Decoded images of any PIL mode -> uint8 RGB, and image grids written as PNG (reconstructions, store checks)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import atomic_path
+
+
+def pil_to_rgb(im: Image.Image, where: str) -> np.ndarray:
+    """uint8 (H, W, 3) from a decoded image of any mode. PIL's own convert("RGB") clips high-bit-depth modes
+    (a 16-bit PNG comes out almost all white), so those are scaled to 8 bits here; 32-bit float images in
+    [0, 1] or [0, 255] are scaled, others refused. Alpha is dropped, as every ImageNet pipeline does."""
+    mode = im.mode
+    if mode == "I" or mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise MiraiError(f"{where}: {mode} image with values {arr.min()}..{arr.max()} is outside the 16-bit "
+                             "range; convert it to 8-bit RGB")
+        gray = ((arr * 255 + 32767) // 65535).astype(np.uint8)  # 0..65535 -> 0..255, rounded
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        if not np.isfinite(arr).all() or (arr.size and arr.min() < 0) or top > 255:
+            raise MiraiError(f"{where}: 32-bit float image with values outside [0, 1] and [0, 255]; convert it to "
+                             "8-bit RGB")
+        scale = 255.0 if top <= 1.0 else 1.0
+        gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "La":  # premultiplied L + alpha: PIL converts it only through LA
+        im = im.convert("LA")
+    try:
+        return np.asarray(im.convert("RGB"))
+    except ValueError as e:
+        raise MiraiError(f"{where}: image mode {mode} cannot be converted to RGB ({e}); convert it to 8-bit RGB") from e
 
 
 def image_grid(images: np.ndarray, nrow: int = 8, pad: int = 2) -> np.ndarray:
@@ -24,9 +55,6 @@ def image_grid(images: np.ndarray, nrow: int = 8, pad: int = 2) -> np.ndarray:
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Atomic PNG write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+    return Path(path)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mirai_cli.data.images import pil_to_rgb
 from mirai_cli.errors import MiraiError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".jpe")
@@ -120,7 +121,9 @@ class FolderSource(ImageSource):
         try:
             with Image.open(path) as im:
                 im.load()  # decode now, so truncated files fail here and not later
-                arr = np.asarray(im.convert("RGB"))
+                arr = pil_to_rgb(im, path)
+        except MiraiError as e:
+            raise UnreadableImage(path, str(e).removeprefix(f"{path}: ")) from e
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
             reason = str(e) or type(e).__name__
             raise UnreadableImage(path, reason) from e

@@ -2,6 +2,7 @@
 
 Layout of a store folder:
     manifest.json                  what was encoded how (status "incomplete" until the last shard is in)
+    verified.json                  shards already checked on open (sha256, code and label ranges), by size/mtime
     shards/NNNNN.codes.npy         uint16 (int32 if codebook > 65536), shape (n, crops, h*w)
     shards/NNNNN.labels.npy        int64 (n,)
     shards/NNNNN.index.npy         int64 (n,): source index of each entry (skipped images leave gaps)
@@ -19,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import save_npy, sha256_file, write_json
+from mirai_cli.fileio import remove_temp_files, save_npy, sha256_file, write_json
+from mirai_cli.locks import LOCK_FILE
 
 FORMAT_VERSION = 1
 KIND = "mirai-token-store"
 MANIFEST = "manifest.json"
+VERIFIED = "verified.json"
 # Fields that must agree between an existing store and a run that continues it.
 IDENTITY_FIELDS = ("format_version", "tokenizer_sha256", "source", "crop_mode", "crop_ratio", "image_size", "grid",
                    "codebook_size", "dtype", "shard_size", "num_shards", "count_planned")
@@ -72,24 +75,22 @@ class StoreWriter:
             self._check_same(old)
             if old.get("status") == "complete":
                 return set(range(old["num_shards"])), old
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
             raise MiraiError(f"{self.path} exists and is not a token store: choose a new output folder")
         self.shards_dir.mkdir(parents=True, exist_ok=True)
-        self._clean_temp_files()
+        remove_temp_files(self.path)  # leftovers of a run killed mid-write: never part of a finished shard
+        remove_temp_files(self.shards_dir)
         write_json(self.path / MANIFEST, {**self.head, "status": "incomplete"}, indent=1, sort_keys=True)
         return {k for k in range(self.head["num_shards"]) if self.shard_is_done(k)}, None
 
     def _check_same(self, old: dict[str, Any]) -> None:
         for key in IDENTITY_FIELDS:
+            if key == "tokenizer_sha256" and old.get(key) == self.head.get("tokenizer_file_sha256"):
+                continue  # a store begun by an earlier version, which recorded the file's sha256
             if old.get(key) != self.head.get(key):
                 what = "another tokenizer" if key == "tokenizer_sha256" else f"a different {key}"
                 raise MiraiError(f"token store {self.path} was made with {what} ({key}: {old.get(key)!r}, now "
                                  f"{self.head.get(key)!r}): write to a new folder or delete the old store")
-
-    def _clean_temp_files(self) -> None:
-        # leftovers of a run killed mid-write: never part of a finished shard
-        for p in self.shards_dir.glob(".*.tmp*"):
-            p.unlink(missing_ok=True)
 
     def shard_is_done(self, k: int) -> bool:
         marker = self.shards_dir / f"{shard_name(k)}.done.json"
@@ -131,6 +132,10 @@ class StoreWriter:
             shards.append({"name": shard_name(k), "start": info["start"], "stop": info["stop"],
                            "count": info["count"], "sha256": info["sha256"]})
             skipped += info["skipped"]
+        if not sum(s["count"] for s in shards):  # stays "incomplete": a failed job must never look finished
+            first = f" (first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else ""
+            raise MiraiError(f"no image of {self.head['source'].get('spec')} could be read{first}; the store at "
+                             f"{self.path} is not usable: fix or replace the images and encode again")
         manifest = {**self.head, "status": "complete", "shards": shards, "count": sum(s["count"] for s in shards),
                     "class_counts": class_counts, "skipped_count": len(skipped), "skipped": skipped}
         write_json(self.path / MANIFEST, manifest, indent=1, sort_keys=True)
@@ -209,14 +214,9 @@ class TokenStore:
                              "encode the data again with this tokenizer")
         shape_tail = (manifest["num_crops"], manifest["grid"][0] * manifest["grid"][1])
         codes, labels, index = [], [], []
+        checked = {} if verify else _read_verified(path)
         for s in manifest["shards"]:
             base = path / "shards" / s["name"]
-            if verify:
-                for part, digest in s["sha256"].items():
-                    f = Path(f"{base}.{part}.npy")
-                    if not f.is_file() or sha256_file(f) != digest:
-                        raise MiraiError(f"token store {path} is corrupt: {f.name} does not match its checksum; "
-                                         "delete the store and encode again")
             try:
                 c = np.load(f"{base}.codes.npy", mmap_mode="r")
                 lab = np.load(f"{base}.labels.npy")
@@ -228,9 +228,13 @@ class TokenStore:
                     len(lab) != s["count"] or len(idx) != s["count"]:
                 raise MiraiError(f"token store {path} is corrupt: shard {s['name']} has codes {c.shape} {c.dtype}, "
                                  f"expected {(s['count'],) + shape_tail} {manifest['dtype']}; encode again")
+            if checked.get(s["name"]) != _stamp(base):
+                _check_shard(path, manifest, s, c, lab)
+                checked[s["name"]] = _stamp(base)
             codes.append(c)
             labels.append(lab)
             index.append(idx)
+        _write_verified(path, checked)
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))
         return cls(path, manifest, ShardedCodes(codes), cat(labels), cat(index))
 
@@ -267,6 +271,49 @@ class TokenStore:
             out.append(store_crops(img, self.manifest)[int(c)])
         size = self.manifest["image_size"]
         return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+def _stamp(base: Path) -> list[list[int]]:
+    """(size, mtime) of a shard's files: a shard whose files are unchanged since it was checked is not read again."""
+    stats = [Path(f"{base}.{part}.npy").stat() for part in ("codes", "labels", "index")]
+    return [[st.st_size, st.st_mtime_ns] for st in stats]
+
+
+def _read_verified(path: Path) -> dict[str, Any]:
+    try:
+        checked = json.loads((path / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return checked if isinstance(checked, dict) else {}
+
+
+def _write_verified(path: Path, checked: dict[str, Any]) -> None:
+    try:
+        write_json(path / VERIFIED, checked, indent=None, sort_keys=True)
+    except OSError:
+        pass  # a read-only store is checked again next time
+
+
+def _check_shard(path: Path, manifest: dict[str, Any], shard: dict[str, Any], codes: np.ndarray,
+                 labels: np.ndarray) -> None:
+    """A shard's files match their checksums and hold codes < codebook size and labels < classes (so a damaged
+    or foreign shard stops here with one line, not as an IndexError deep inside training)."""
+    base = path / "shards" / shard["name"]
+    for part, digest in shard["sha256"].items():
+        f = Path(f"{base}.{part}.npy")
+        if sha256_file(f) != digest:
+            raise MiraiError(f"token store {path} is corrupt: {f.name} does not match its checksum; delete the "
+                             "store and encode again")
+    step = max(1, (1 << 24) // max(1, codes[0].size if len(codes) else 1))  # ~16M codes per read
+    top = max((int(codes[i: i + step].max()) for i in range(0, len(codes), step)), default=0)
+    if top >= manifest["codebook_size"]:
+        raise MiraiError(f"token store {path} is corrupt: shard {shard['name']} holds code {top} but the tokenizer "
+                         f"has {manifest['codebook_size']} codes; encode the data again")
+    n_classes = len(manifest.get("class_names") or [])
+    if len(labels) and (labels.min() < 0 or (n_classes and labels.max() >= n_classes)):
+        raise MiraiError(f"token store {path} is corrupt: shard {shard['name']} holds labels "
+                         f"{int(labels.min())}..{int(labels.max())} but the store has {n_classes} classes; encode "
+                         "the data again")
 
 
 def store_info(path: str | Path, verify: bool = False) -> dict[str, Any]:

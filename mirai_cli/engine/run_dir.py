@@ -3,18 +3,15 @@ checkpoints. Resuming checks that the folder was made by the same preset."""
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from mirai_cli import __version__
 from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.loader import load_config
 from mirai_cli.errors import MiraiError
 from mirai_cli.fileio import write_json, write_text
+from mirai_cli.locks import acquire
+from mirai_cli.manifest import manifest
 
 PRESET_FILE = "preset.toml"
 MANIFEST_FILE = "manifest.json"
@@ -23,31 +20,12 @@ MANIFEST_FILE = "manifest.json"
 RESUMABLE_CHANGES = {
     ("name",), ("description",), ("train", "duration"), ("train", "log_every"), ("train", "ckpt_every"),
     ("train", "keep_last"), ("train", "eval_every"), ("train", "run_dir"), ("train", "compile"),
-    ("train", "micro_batch_size"), ("data", "num_workers"), ("sample",), ("eval",), ("ablate",),
+    ("train", "micro_batch_size"), ("train", "tensorboard"), ("data", "num_workers"), ("sample",), ("eval",), ("ablate",),
 }
 
 
 def resolve_run_dir(config: MiraiConfig) -> Path:
     return Path(config.train.run_dir.format(name=config.name))
-
-
-def git_commit() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    return {
-        "mirai": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-        "numpy": numpy.__version__, "platform": platform.platform(),
-    }
 
 
 def _differences(old: Any, new: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -83,7 +61,9 @@ def check_same_preset(run_dir: Path, config: MiraiConfig) -> None:
 
 
 def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_manifest: dict[str, Any]) -> None:
-    """Create (or, on resume, check) the run folder and write the resolved preset and manifest."""
+    """Create (or, on resume, check) the run folder and write the resolved preset and manifest. The folder stays
+    locked by this process until it ends (or locks.release(run_dir)), so a second job into it stops."""
+    acquire(run_dir)
     has_checkpoints = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
     if resume:
         check_same_preset(run_dir, config)
@@ -94,8 +74,4 @@ def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_mani
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / PRESET_FILE, resolved_toml(config))
-    manifest = {
-        "kind": "mirai-run", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(),
-        "versions": versions(), "seed": config.train.seed, "preset": config.name, **extra_manifest,
-    }
-    write_json(run_dir / MANIFEST_FILE, manifest)
+    write_json(run_dir / MANIFEST_FILE, manifest("mirai-run", config.train.seed, preset=config.name, **extra_manifest))

@@ -19,6 +19,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
+from mirai_cli.config.registries import unknown_name
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.weights import (
     check_inception_file,
@@ -72,7 +73,7 @@ def register_extractor(info: ExtractorInfo, cls: type[FeatureExtractorBase] | No
 
 def get_extractor(name: str) -> ExtractorInfo:
     if name not in EXTRACTORS:
-        raise MiraiError(f"unknown feature extractor '{name}': use one of {', '.join(EXTRACTORS)}")
+        raise MiraiError(f"{unknown_name('feature extractor', name, EXTRACTORS)} (--extractor / eval.extractor)")
     return EXTRACTORS[name]
 
 

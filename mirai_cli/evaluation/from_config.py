@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from mirai_cli.config import MiraiConfig
+import json
+from pathlib import Path
+
+from mirai_cli.config import MiraiConfig, load_config
 from mirai_cli.evaluation.settings import EvalSettings
+
+SAMPLE_MANIFEST = "sample_manifest.json"  # what `mirai sample` writes into its output folder
+RUN_PRESET = "preset.toml"  # what `mirai train` writes into its run folder
 
 # Fields the eval section may grow (see the evaluation report); read when present so presets can set them.
 OPTIONAL_FIELDS = ("kid_subsets", "resize", "ref_limit", "seed", "device", "num_workers", "cache_dir", "allow_download")
@@ -21,3 +27,31 @@ def eval_settings_from_config(config: MiraiConfig) -> tuple[EvalSettings, str]:
     )
     reference: str | None = ev.reference or config.data.source
     return settings, reference
+
+
+def run_preset_of_samples(samples: str | Path) -> Path | None:
+    """The preset of the run a `mirai sample` folder (or its samples.npz) came from: the folder's manifest names
+    the checkpoint; its run folder holds preset.toml. None when the samples do not say."""
+    folder = Path(samples)
+    folder = folder.parent if folder.is_file() else folder
+    manifest = folder / SAMPLE_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        checkpoint = json.loads(manifest.read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    candidates = [folder, *folder.parents[:3]]
+    if isinstance(checkpoint, str):
+        ckpt = Path(checkpoint)
+        candidates = [ckpt, *ckpt.parents[:3], *candidates]
+    return next((c / RUN_PRESET for c in candidates if (c / RUN_PRESET).is_file()), None)
+
+
+def implied_eval(samples: str | Path) -> tuple[EvalSettings, str, Path] | None:
+    """(settings, reference, preset file) implied by the run a sample folder came from, or None."""
+    preset = run_preset_of_samples(samples)
+    if preset is None:
+        return None
+    settings, reference = eval_settings_from_config(load_config([str(preset)]))
+    return settings, reference, preset

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from mirai_cli.data.crops import center_crop_arr
+from mirai_cli.data.images import pil_to_rgb
 from mirai_cli.data.sources import to_rgb_uint8
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.fileio import HashMemo, sha256_bytes
@@ -97,7 +98,7 @@ class _FolderBackend(_Backend):
     def read(self, i: int) -> np.ndarray:
         with Image.open(self.files[i]) as im:
             im.load()  # decode now so a truncated file fails here, with its path
-            return np.asarray(im.convert("RGB"))
+            return pil_to_rgb(im, self.files[i])
 
     def content_id(self, memo: HashMemo) -> str:
         root = self.origin

@@ -4,13 +4,13 @@ a number reproducible (extractor and weights, counts, reference id, image size, 
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mirai_cli.fileio import write_json
+from mirai_cli.manifest import versions as manifest_versions
 
 # Canonical value keys per asked metric (torch-fidelity computes them together).
 METRIC_KEYS = {"fid": ("fid",), "isc": ("isc_mean", "isc_std"), "kid": ("kid_mean", "kid_std"),
@@ -20,21 +20,7 @@ NOT_COMPARABLE = ("computed with {extractor} features: not comparable with publi
 
 
 def versions() -> dict[str, str]:
-    import numpy
-    import torch
-    import torch_fidelity
-
-    import mirai_cli
-
-    out = {"mirai": mirai_cli.__version__, "torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__,
-           "numpy": numpy.__version__, "python": platform.python_version()}
-    try:
-        import timm
-
-        out["timm"] = timm.__version__
-    except ImportError:  # pragma: no cover - timm is a dependency
-        pass
-    return out
+    return manifest_versions("torch-fidelity", "timm")
 
 
 @dataclass

@@ -8,24 +8,27 @@ from pathlib import Path
 
 import torch
 
+from mirai_cli.config.schema import EvalConfig
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.cache import default_cache_dir
 from mirai_cli.evaluation.extractors import METRICS, get_extractor
+
+EVAL_DEFAULTS = {name: f.default for name, f in EvalConfig.model_fields.items()}  # the schema's, the one place
 
 
 @dataclass
 class EvalSettings:
     metrics: tuple[str, ...] = ("fid",)  # any of fid, isc, kid, prc
-    extractor: str = "inception-v3-compat"
+    extractor: str = EVAL_DEFAULTS["extractor"]
     inception_weights: str | None = None  # local file; else $MIRAI_INCEPTION_WEIGHTS, hub cache, download
     allow_download: bool = True
-    batch_size: int = 64
+    batch_size: int = EVAL_DEFAULTS["batch_size"]
     device: str | None = None  # None: cuda when available, else cpu
     num_workers: int | None = None  # image decoding processes; None: 0 on CPU, up to 8 on CUDA
-    isc_splits: int = 10
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    prc_neighborhood: int = 3
+    isc_splits: int = EVAL_DEFAULTS["isc_splits"]
+    kid_subsets: int = EVAL_DEFAULTS["kid_subsets"]
+    kid_subset_size: int = EVAL_DEFAULTS["kid_subset_size"]
+    prc_neighborhood: int = EVAL_DEFAULTS["prc_neighborhood"]
     resize: int | None = None  # resize every image (samples and reference) to SxS, ADM centre crop
     ref_limit: int | None = None  # use a random subset of this many reference images
     seed: int = 2020  # torch-fidelity's rng_seed (KID subsets, IS shuffle) and the reference subset

@@ -6,17 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mirai_cli.config.registries import GPT_SIZES
 from mirai_cli.errors import MiraiError
 
-# name: (layers, dim, heads) — LlamaGen's class-conditional sizes (docs/method.md, "GPT").
-NAMED_SIZES: dict[str, tuple[int, int, int]] = {
-    "GPT-B": (12, 768, 12),
-    "GPT-L": (24, 1024, 16),
-    "GPT-XL": (36, 1280, 20),
-    "GPT-XXL": (48, 1536, 24),
-    "GPT-XXXL": (48, 2560, 40),
-    "GPT-3B": (24, 3200, 32),  # the one public size whose heads are not 64 wide (100)
-}
+NAMED_SIZES = GPT_SIZES  # name: (layers, dim, heads), from the registry the preset schema validates against
 
 CLASS_ROPE_MODES = ("zero", "identity")
 

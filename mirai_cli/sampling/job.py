@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import mirai_cli
 from mirai_cli.data.crops import to_uint8
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
@@ -25,9 +24,16 @@ from mirai_cli.gpt.checkpoint import ShapeHints, build_from_state_dict, read_gpt
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
+from mirai_cli.locks import release
+from mirai_cli.manifest import manifest
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
-from mirai_cli.tokenizer.checkpoint import load_tokenizer, resolve_tokenizer_path
+from mirai_cli.tokenizer.checkpoint import (
+    TokenizerIdentity,
+    load_tokenizer,
+    resolve_tokenizer_path,
+    tokenizer_identity,
+)
 
 
 @dataclass
@@ -97,7 +103,8 @@ def _tokenizer_path(job: SampleJob, meta: dict[str, Any]) -> str:
     return str(resolve_tokenizer_path(chosen))
 
 
-def check_fit(gpt: GPT, meta: dict[str, Any], vq_cfg: Any, tok_path: str, tok_sha: str, job: SampleJob) -> tuple[int, int]:
+def check_fit(gpt: GPT, meta: dict[str, Any], vq_cfg: Any, tok_path: str, tok_id: TokenizerIdentity,
+              job: SampleJob) -> tuple[int, int]:
     """The GPT and the tokenizer must speak the same codes on the same grid. Returns the image size (H, W)."""
     cfg = gpt.cfg
     if vq_cfg.codebook_size != cfg.vocab_size:
@@ -118,10 +125,10 @@ def check_fit(gpt: GPT, meta: dict[str, Any], vq_cfg: Any, tok_path: str, tok_sh
         raise MiraiError(f"{job.checkpoint}: meta.json says tokenizer grid {list(grid)} but the GPT is built for "
                          f"{list(cfg.grid)}: the checkpoint is inconsistent")
     want_sha = info.get("sha256")
-    if want_sha and want_sha != tok_sha and not job.allow_other_tokenizer:
+    if want_sha and not tok_id.matches(want_sha) and not job.allow_other_tokenizer:
         raise MiraiError(
             f"the GPT {job.checkpoint} was trained on codes of another tokenizer (sha256 {want_sha[:12]}...) than "
-            f"{tok_path} ({tok_sha[:12]}...): give the tokenizer it was trained with"
+            f"{tok_path} ({tok_id.weights[:12]}...): give the tokenizer it was trained with"
         )
     return size
 
@@ -194,8 +201,8 @@ def run_sample_job(
     if raw.training_only:
         log(f"{job.checkpoint}: dropped {len(raw.training_only)} training-only tensors "
             f"({', '.join(meta['dropped'])}): sampling needs only the GPT")
-    tok_sha = sha256_file(tok_path)
-    size = check_fit(gpt, meta, vq_cfg, tok_path, tok_sha, job)
+    tok_id = tokenizer_identity(tok_path, vq, vq_cfg)
+    size = check_fit(gpt, meta, vq_cfg, tok_path, tok_id, job)
     labels = class_plan(
         gpt_cfg.num_classes, classes=job.classes, per_class=job.per_class,
         random_count=job.random_classes, seed=job.seed,
@@ -203,17 +210,18 @@ def run_sample_job(
 
     resumed, problem = False, ""
     if env.is_main:  # one process checks/claims the folder; the others wait for its verdict
-        identity = identity_of(job, sha256_file(meta["weights_file"]), tok_sha, labels, size, device)
+        identity = identity_of(job, sha256_file(meta["weights_file"]), tok_id.weights, labels, size, device)
         info = {
+            **manifest("mirai-samples", job.seed),
             "checkpoint": str(job.checkpoint), "tokenizer": tok_path, "step": meta.get("step"),
             "gpt_config": gpt_cfg.to_dict(), "plan": _plan_name(job), "shard_size": job.shard_size,
-            "batch_size": job.batch_size, "mirai_version": mirai_cli.__version__,
-            "options": asdict(job.options), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "batch_size": job.batch_size, "options": asdict(job.options),
         }
         try:
             resumed = outputs.prepare_output(out_dir, identity, info)
         except MiraiError as e:
             problem = str(e)
+            release(out_dir)
     problem = _share(problem, env)
     if problem:
         raise MiraiError(problem)
@@ -255,6 +263,8 @@ def run_sample_job(
         except MiraiError as e:
             problem = str(e)
     problem = _share(problem, env)
+    if env.is_main:
+        release(out_dir)
     if problem:
         raise MiraiError(problem)
     return SampleResult(out_dir, len(labels), generated, skipped, seconds, npz, grid, resumed)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import torch_save
+from mirai_cli.fileio import sha256_file, state_dict_sha256, torch_save
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 
@@ -142,3 +145,27 @@ def load_tokenizer_with_extra(path: str | Path, cfg: VQConfig | None = None, dev
     model.load_state_dict(sd, strict=True)
     extra = dict(obj.get("extra") or {}) if isinstance(obj, dict) and isinstance(obj.get("extra"), dict) else {}
     return model.to(device).eval(), cfg, extra
+
+
+@dataclass(frozen=True)
+class TokenizerIdentity:
+    """What identifies a tokenizer: its config and weights (`weights`), not its file's bytes, which also hold the
+    fit's run time; so a refit with the same settings, or a copy saved again, is the same tokenizer. `file` is
+    the checkpoint's sha256, which stores and runs made by earlier versions recorded: both are accepted."""
+
+    weights: str
+    file: str
+
+    def matches(self, recorded: str | None) -> bool:
+        return recorded in (self.weights, self.file)
+
+
+def tokenizer_identity(path: str | Path, model: VQModel | None = None, cfg: VQConfig | None = None) -> TokenizerIdentity:
+    """The identity of the checkpoint at `path` (pass the loaded model and config to avoid loading it again)."""
+    path = resolve_tokenizer_path(path)
+    if model is None or cfg is None:
+        model, cfg = load_tokenizer(path)
+    config = {k: v for k, v in cfg.to_dict().items() if k != "name"}  # the name is a label, not the tokenizer
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    digest.update(state_dict_sha256(model).encode())
+    return TokenizerIdentity(weights=digest.hexdigest(), file=sha256_file(path))

@@ -12,9 +12,8 @@ from mirai_cli.data.crops import to_uint8
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import sha256_file
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
-from mirai_cli.tokenizer.checkpoint import load_tokenizer, resolve_tokenizer_path
+from mirai_cli.tokenizer.checkpoint import load_tokenizer, tokenizer_identity
 from mirai_cli.tokenizer.vq_model import VQModel
 
 
@@ -44,12 +43,6 @@ def decode_store_entries(
 ) -> Path:
     """Decode entries `indices` (crop `crop`) of a store with its tokenizer into one grid PNG at `out_png`."""
     st = store if isinstance(store, TokenStore) else TokenStore.open(store)
-    if not allow_other_tokenizer:
-        sha = sha256_file(resolve_tokenizer_path(tokenizer))
-        if sha != st.manifest["tokenizer_sha256"]:
-            raise MiraiError(f"token store {st.path} was made by another tokenizer than {tokenizer} (sha256 "
-                             f"{st.manifest['tokenizer_sha256'][:12]}... vs {sha[:12]}...): give the tokenizer it was "
-                             "made with")
     if not 0 <= crop < st.num_crops:
         raise MiraiError(f"crop {crop} does not exist: the store has crops 0..{st.num_crops - 1}")
     idx = np.asarray(list(indices), dtype=np.int64)
@@ -59,6 +52,12 @@ def decode_store_entries(
         raise MiraiError(f"entry index out of range: the store has entries 0..{len(st) - 1}")
     dev = resolve_device(device)
     model, cfg = load_tokenizer(tokenizer, device=dev)
+    if not allow_other_tokenizer:
+        identity = tokenizer_identity(tokenizer, model, cfg)
+        if not identity.matches(st.manifest["tokenizer_sha256"]):
+            raise MiraiError(f"token store {st.path} was made by another tokenizer than {tokenizer} (sha256 "
+                             f"{st.manifest['tokenizer_sha256'][:12]}... vs {identity.weights[:12]}...): give the "
+                             "tokenizer it was made with")
     if cfg.codebook_size != st.codebook_size:
         raise MiraiError(f"tokenizer {tokenizer} has {cfg.codebook_size} codes but the store was made with "
                          f"{st.codebook_size}")

@@ -13,13 +13,18 @@ import torch
 
 from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crops, to_model_input
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
-from mirai_cli.data.store import StoreWriter, codes_dtype, read_manifest, shard_name
+from mirai_cli.data.store import MANIFEST, StoreWriter, codes_dtype, read_manifest, shard_name
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import sha256_file
+from mirai_cli.locks import folder_lock
+from mirai_cli.manifest import manifest
 from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
-from mirai_cli.tokenizer.checkpoint import load_tokenizer_with_extra, resolve_tokenizer_path
+from mirai_cli.tokenizer.checkpoint import (
+    load_tokenizer_with_extra,
+    resolve_tokenizer_path,
+    tokenizer_identity,
+)
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 
@@ -166,8 +171,8 @@ def encode_store(
     dev = env.device if env.world_size > 1 else resolve_device(device)
     prec = resolve_precision(precision, dev)
     tok_file = resolve_tokenizer_path(tokenizer)
-    sha = sha256_file(tok_file)
     model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev, stated=stated)
+    identity = tokenizer_identity(tok_file, model, cfg)
     image_size = image_size or tok_extra.get("image_size")
     if not image_size:
         raise MiraiError(f"{tok_file} does not record the image size it was trained at: give it, e.g. "
@@ -180,15 +185,32 @@ def encode_store(
         raise MiraiError(f"data source {source} holds no images")
     num_shards = (count + shard_size - 1) // shard_size
     head = {
-        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": sha,
+        **manifest("mirai-token-store", None),  # a store is made without randomness: no seed
+        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": identity.weights,
+        "tokenizer_file_sha256": identity.file,
         "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},
         "class_names": list(src.class_names), "image_size": image_size, "crop_mode": crop_mode,
         "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode], "grid": list(grid),
         "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
         "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
-        "extra": extra or {},
+        "batch_size": batch_size, "extra": extra or {},
     }
-    writer = StoreWriter(out, head)
+    args = (StoreWriter(out, head), src, model, dev, prec, env, num_workers, strict, show_progress, log, on_shard_done)
+    complete = (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete"
+    if complete or not env.is_main:  # a complete store is only checked (it may be read-only); rank 0 holds the lock
+        return _fill_store(*args)
+    with folder_lock(out):  # one job writes a store at a time
+        return _fill_store(*args)
+
+
+def _fill_store(writer: StoreWriter, src: ImageSource, model: VQModel, dev: torch.device, prec: str, env: DistEnv,
+                num_workers: int, strict: bool, show_progress: bool, log: Callable[[str], None],
+                on_shard_done: Callable[[int], None] | None) -> dict[str, Any]:
+    """Encode this rank's share of the shards the store still lacks; rank 0 then finishes its manifest."""
+    out, head = writer.path, writer.head
+    num_shards, count, shard_size = head["num_shards"], head["count_planned"], head["shard_size"]
+    image_size, crop_mode, crop_ratio = head["image_size"], head["crop_mode"], head["crop_ratio"]
+    grid, n_crops, batch_size = head["grid"], head["num_crops"], head["batch_size"]
     done, final = _open_store(writer, env)
     if final is not None:
         log(f"token store {out} is already complete ({final['count']} images): nothing to do")
@@ -218,11 +240,11 @@ def encode_store(
     if not env.is_main:
         barrier(env)
         return read_manifest(out)
-    manifest = writer.finish()
+    finished = writer.finish()
     barrier(env)  # the manifest is complete: the other ranks may read it
-    if manifest["skipped_count"]:
-        log(f"{manifest['skipped_count']} unreadable image(s) skipped (listed under 'skipped' in "
+    if finished["skipped_count"]:
+        log(f"{finished['skipped_count']} unreadable image(s) skipped (listed under 'skipped' in "
             f"{out / 'manifest.json'})")
-    if manifest["count"] == 0:
-        raise MiraiError(f"no image of {source} could be read; the store at {out} is empty")
-    return manifest
+    if finished["count"] == 0:
+        raise MiraiError(f"no image of {head['source']['spec']} could be read; the store at {out} is empty")
+    return finished

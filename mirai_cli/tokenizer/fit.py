@@ -26,7 +26,9 @@ from mirai_cli.data.crops import center_crop_arr, to_model_input
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
-from mirai_cli.fileio import torch_save, write_json
+from mirai_cli.fileio import remove_temp_files, torch_save, write_json
+from mirai_cli.locks import folder_lock
+from mirai_cli.manifest import manifest
 from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import load_tokenizer, save_tokenizer
@@ -83,6 +85,7 @@ class FitConfig:
     time_limit_s: float | None = None  # stop early (with a checkpoint and the final evaluation)
     init_from: str | None = None  # start from a tokenizer checkpoint (fine-tuning)
     show_progress: bool = True
+    force: bool = False  # continue into a finished tokenizer's folder (e.g. more steps), replacing tokenizer.pt
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,12 +123,17 @@ def read_prepared(src: ImageSource, i: int, size: int) -> np.ndarray | None:
 
 def _train_batches(src: ImageSource, train_idx: np.ndarray, cfg: FitConfig, start_step: int) -> Iterator[np.ndarray]:
     """Batch for step s is drawn from rng(seed, s): resuming at step s gives the same batches."""
+    misses = 0
     for step in range(start_step, cfg.steps):
         rng = np.random.default_rng([cfg.seed, step])
         batch = []
         while len(batch) < cfg.batch_size:
             img = read_prepared(src, train_idx[rng.integers(len(train_idx))], cfg.image_size)
             if img is None:
+                misses += 1
+                if misses > 100 * cfg.batch_size + len(train_idx):  # almost nothing readable: stop, do not spin
+                    raise MiraiError(f"almost every training image of {cfg.source} is unreadable ({misses} failed "
+                                     "reads): fix or remove the broken files")
                 continue
             if cfg.flip and rng.random() < 0.5:
                 img = img[:, ::-1]
@@ -150,10 +158,40 @@ def _check_resume(ckpt: dict[str, Any], cfg: FitConfig, path: Path) -> None:
                          "new output folder or the same image size")
 
 
+def _readable(src: ImageSource, indices: np.ndarray, size: int, what: str, spec: str) -> None:
+    """At least one image of `indices` can be read (checked before any training, so a fit never spins)."""
+    if not any(read_prepared(src, i, size) is not None for i in indices):
+        raise MiraiError(f"none of the {len(indices)} {what} images of {spec} can be read: fix or replace the "
+                         "image files (see the warnings above)")
+
+
+def _load_state(path: Path, dev: torch.device) -> dict[str, Any]:
+    fix = "delete it to fit from the start, or fit into another folder with --out"
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as e:  # damaged, truncated, or a pickle that wants to run code
+        raise MiraiError(f"cannot read the fit state {path} ({type(e).__name__}): {fix}") from e
+    if not isinstance(state, dict) or not {"model", "optimizer", "config", "step"} <= state.keys():
+        raise MiraiError(f"{path} is not a tokenizer fit state: {fix}")
+    return state
+
+
 def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResult:
-    t0 = time.time()
+    """Fit (or finish fitting) a tokenizer into cfg.out_dir, which this job locks while it writes."""
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    finished = out / "tokenizer.pt"
+    if finished.is_file() and not cfg.force:
+        raise MiraiError(f"{out} already holds a finished tokenizer ({finished}); stores and runs made with it "
+                         "need it as it is: fit a new one elsewhere with --out NEW_FOLDER, or continue this fit (e.g. more "
+                         "steps) and replace it with --force")
+    with folder_lock(out):
+        return _fit(cfg, out, log)
+
+
+def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:
+    t0 = time.time()
+    remove_temp_files(out)
+    remove_temp_files(out / "checkpoints")
     dev = resolve_device(cfg.device)
     prec = resolve_precision(cfg.precision, dev)
     cfg.vq.grid(cfg.image_size)  # fails early on an image size the tokenizer cannot tile
@@ -164,7 +202,12 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
     if len(src) < 2:
         raise MiraiError(f"data source {cfg.source} has {len(src)} image(s): a tokenizer fit needs more")
     train_idx, eval_idx = split_indices(len(src), cfg.eval_images, cfg.seed)
-    eval_images = np.stack([im for i in eval_idx if (im := read_prepared(src, i, cfg.image_size)) is not None])
+    _readable(src, train_idx, cfg.image_size, "training", cfg.source)
+    eval_list = [im for i in eval_idx if (im := read_prepared(src, i, cfg.image_size)) is not None]
+    if not eval_list:
+        raise MiraiError(f"none of the {len(eval_idx)} held-out images of {cfg.source} can be read: fix or replace "
+                         "the image files (see the warnings above)")
+    eval_images = np.stack(eval_list)
 
     if cfg.init_from:
         model, _ = load_tokenizer(cfg.init_from, cfg.vq, device=dev)
@@ -191,7 +234,7 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
     ckpt_path = out / "checkpoints" / "last.pt"
     start = 0
     if cfg.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ckpt = _load_state(ckpt_path, dev)
         _check_resume(ckpt, cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -296,5 +339,6 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
     grid_png = save_png(image_grid(np.concatenate(pairs), nrow=8), out / "reconstructions.png")
     tok_path = save_tokenizer(out / "tokenizer.pt", model.eval(), cfg.vq, {
         "image_size": cfg.image_size, "source": src.to_manifest(), "fit": summary})
-    write_json(out / "fit_summary.json", {**summary, "fit_config": cfg.to_dict()}, indent=1, sort_keys=True)
+    write_json(out / "fit_summary.json", {**manifest("mirai-tokenizer-fit", cfg.seed), **summary,
+                                          "fit_config": cfg.to_dict()}, indent=1, sort_keys=True)
     return FitResult(tok_path, step, report.psnr, report.codebook_usage, report.codes_used, seconds, grid_png)

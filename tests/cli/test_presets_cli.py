@@ -55,7 +55,7 @@ BAD_PRESETS = [
     ('extends = "tiny"\n[foresight]\nlambda = [1.0, 2.0]\n', ["lambda has 2 values for k = 3 heads"]),
     ('extends = "tiny"\n[sample]\nclasses = [3, 12]\n', ["sample.classes [12] outside the model's 10 classes"]),
     ('extends = "tiny"\n[foresight]\noffsets = [[0, 1, 2]]\n', ["offsets: layout 2d takes [row, col] pairs"]),
-    ('extends = "no-such-preset"\n', ["no preset named 'no-such-preset'", "available:"]),
+    ('extends = "no-such-preset"\n', ["no preset named 'no-such-preset'", "choose one of"]),
     ('[train\nlr = 1\n', ["not valid TOML"]),
     ('extends = "tiny"\n[eval]\nextractor = "clip"\n', ["eval.extractor = 'clip'", "unknown extractor"]),
 ]

@@ -117,6 +117,7 @@ def test_mirai_i_with_cached_and_online_teacher_agree(tiny_store, tmp_path):
                               **{"foresight.cache_teacher": False}), progress=False)
     a = read_metrics(cached.run_dir / "metrics.jsonl")
     b = read_metrics(online.run_dir / "metrics.jsonl")
+    assert len(a) == len(b) == 3  # every step logged by both
     for ra, rb in zip(a, b):
         assert ra["foresight"] == pytest.approx(rb["foresight"], rel=2e-3, abs=2e-3)  # float16 cache
     assert any(Path(tiny_store["store"], "teacher").iterdir())

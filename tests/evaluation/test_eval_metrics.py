@@ -96,7 +96,7 @@ def test_result_json_names_extractor_and_counts(tmp_path, tiny):
     assert "not comparable" in d["comparability"]
     assert d["samples"]["count"] == 16 and d["reference"]["count"] == 16 and d["image_size"] == [16, 16]
     assert d["reference"]["id"] and d["extractor"]["weights"]["sha256"]
-    assert {"mirai", "torch", "torch_fidelity", "numpy"} <= set(d["versions"]) and d["ok"] is True
+    assert {"mirai", "torch", "torch-fidelity", "numpy"} <= set(d["versions"]) and d["ok"] is True
     r.write_json(tmp_path / "m.json")
     assert (tmp_path / "m.json").read_text().startswith("{")
 

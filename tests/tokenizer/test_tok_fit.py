@@ -43,7 +43,7 @@ def test_fit_writes_everything_and_resume_is_exact(npz, tmp_path):
     # interrupted at step 3 (the checkpoint), then resumed: the same weights as the uninterrupted run
     logs = []
     fit_tokenizer(_cfg(npz, tmp_path / "part", steps=3), log=logs.append)
-    fit_tokenizer(_cfg(npz, tmp_path / "part"), log=logs.append)
+    fit_tokenizer(_cfg(npz, tmp_path / "part", force=True), log=logs.append)  # more steps: --force
     assert any("resuming" in m and "step 3" in m for m in logs)
     resumed, _, _ = load_tokenizer_with_extra(tmp_path / "part" / "tokenizer.pt")
     for k, v in model.state_dict().items():
@@ -53,7 +53,7 @@ def test_fit_writes_everything_and_resume_is_exact(npz, tmp_path):
 def test_resume_with_other_tokenizer_config_is_refused(npz, tmp_path):
     fit_tokenizer(_cfg(npz, tmp_path / "o", steps=3), log=lambda m: None)
     with pytest.raises(MiraiError, match="another tokenizer config"):
-        fit_tokenizer(_cfg(npz, tmp_path / "o", vq=tiny_config(codebook_size=32)), log=lambda m: None)
+        fit_tokenizer(_cfg(npz, tmp_path / "o", vq=tiny_config(codebook_size=32), force=True), log=lambda m: None)
 
 
 def test_lpips_and_patchgan_options(npz, tmp_path):

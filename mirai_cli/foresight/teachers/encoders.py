@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from mirai_cli.config.schema import ENCODER_LAYERS, encoder_layer_problem
+from mirai_cli.config.registries import ENCODER_LAYERS, encoder_layer_problem, unknown_name
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
 from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
@@ -198,7 +198,7 @@ def encoder_input_size(
 
 def _spec(name: str) -> EncoderSpec:
     if name not in ENCODERS:
-        raise MiraiError(f"unknown encoder '{name}'; choose one of {', '.join(ENCODERS)} (foresight.encoder)")
+        raise MiraiError(f"{unknown_name('encoder', name, ENCODERS)} (foresight.encoder)")
     return ENCODERS[name]
 
 

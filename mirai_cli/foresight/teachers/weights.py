@@ -6,7 +6,6 @@ with a short socket timeout before any download is tried. Every failure is one M
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import socket
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from mirai_cli.errors import MiraiError
+from mirai_cli.fileio import state_dict_sha256  # noqa: F401 - re-exported for the teachers
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -149,14 +149,3 @@ def lukemelas_to_timm_efficientnet(state_dict: dict[str, torch.Tensor], model: n
             part, leaf = key.split(".", 1)
             out[f"{top.get(part, part)}.{leaf}"] = value
     return out
-
-
-def state_dict_sha256(model: nn.Module) -> str:
-    """A hash of the weights actually in use (names, dtypes, shapes, bytes): what the feature cache records."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-

@@ -1,0 +1,140 @@
+"""Folder locks: a job owns its output folder (run folder, token store, sample folder, tokenizer folder) while
+it writes it, so two jobs never interleave their files. A second job stops with one line naming the holder.
+
+The lock is a small JSON file (pid, host, command, start time) created with O_EXCL. A lock whose process is
+gone (same host, pid dead or reused) is stale and taken over; a lock from another host is trusted, since its
+process cannot be checked from here (the message says how to remove it by hand)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mirai_cli.errors import MiraiError
+
+LOCK_FILE = ".mirai.lock"
+
+# folder -> how many times this process holds it (a job may lock a folder it already owns, e.g. ablate)
+_held: dict[Path, int] = {}
+
+
+class FolderLocked(MiraiError):
+    """Another live job writes this folder."""
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (Linux), so that a reused pid is not mistaken for the holder."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot tell: trust it
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    started = holder.get("process_start")
+    return started is None or _process_start(pid) in (None, started)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # half-written by a job killed while locking: stale
+    return holder if isinstance(holder, dict) else {}
+
+
+def describe(holder: dict[str, Any]) -> str:
+    return (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}: "
+            f"{holder.get('command')}")
+
+
+def _command() -> str:
+    program = "mirai" if "mirai" in Path(sys.argv[0]).as_posix() else Path(sys.argv[0]).name
+    return " ".join([program, *sys.argv[1:]])
+
+
+def acquire(folder: str | Path) -> Path:
+    """Lock `folder` (created if missing) for this process until release() or the process ends; raises
+    FolderLocked if a live job holds it."""
+    folder = Path(folder).resolve()
+    if folder in _held:
+        _held[folder] += 1
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+          "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "process_start": _process_start(os.getpid())}
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read(path)
+            if holder is None:
+                continue  # released meanwhile
+            if _alive(holder):
+                raise FolderLocked(
+                    f"{folder} is in use by another mirai job ({describe(holder)}); wait for it, or choose another "
+                    f"folder (if that job is gone, delete {path})") from None
+            # stale: move it aside under a unique name first, so two jobs taking over do not both win
+            aside = path.with_name(f"{LOCK_FILE}.stale{os.getpid()}")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, aside)
+                aside.unlink()
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        _held[folder] = 1
+        return folder
+    raise FolderLocked(f"could not lock {folder}: other jobs keep taking {path}; try again")
+
+
+def release(folder: str | Path) -> None:
+    folder = Path(folder).resolve()
+    if folder not in _held:
+        return
+    _held[folder] -= 1
+    if _held[folder] > 0:
+        return
+    del _held[folder]
+    path = folder / LOCK_FILE
+    holder = _read(path)
+    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold the lock of `folder` for the duration of the block."""
+    path = acquire(folder)
+    try:
+        yield path
+    finally:
+        release(path)
+
+
+@atexit.register
+def _release_all() -> None:
+    for folder in list(_held):
+        _held[folder] = 1
+        release(folder)

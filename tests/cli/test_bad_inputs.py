@@ -1,0 +1,137 @@
+"""Bad input through the real command line (a subprocess): exit non-zero, one `error:` line naming the file or
+flag and the fix, no traceback, nothing written half."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from clirun import assert_one_line_error, mirai, tiny_vq_args
+from mirai_testdata import make_class_images
+from PIL import Image
+
+from mirai_cli.data.store import TokenStore
+
+
+def _image_folder(root, n, readable):
+    """root/<class>/NN.png for n images; those not in `readable` are garbage bytes with a .png name."""
+    images, labels = make_class_images(n, size=16)
+    files = []
+    for i in range(n):
+        folder = root / f"c{labels[i]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files.append(folder / f"{i:03d}.png")
+    files.sort()  # the order the folder source reads them in
+    for i, path in enumerate(files):
+        if i in readable:
+            Image.fromarray(images[i]).save(path)
+        else:
+            path.write_bytes(b"not an image")
+    return root
+
+
+def test_tokenize_fit_bad_state_files_and_unreadable_images(tmp_path):
+    images, labels = make_class_images(24, size=16)
+    np.savez(tmp_path / "d.npz", images=images, labels=labels)
+    args = tiny_vq_args(tmp_path, tmp_path / "d.npz")
+    out = tmp_path / "tok"
+    (out / "checkpoints").mkdir(parents=True)
+    state = out / "checkpoints" / "last.pt"
+    state.write_bytes(b"\x80\x04 truncated")
+    assert_one_line_error(mirai("tokenize", "fit", *args, "--out", out, "--quiet"), "cannot read the fit state",
+                          str(state), "delete it", code=2)
+
+    class Evil:  # a state file whose unpickling would run code
+        def __reduce__(self):
+            return (shutil.copy, (str(tmp_path / "d.npz"), str(tmp_path / "pwned")))
+
+    torch.save({"model": Evil()}, state)
+    assert_one_line_error(mirai("tokenize", "fit", *args, "--out", out, "--quiet"), "cannot read the fit state")
+    assert not (tmp_path / "pwned").exists()
+
+    broken = _image_folder(tmp_path / "broken", 12, readable=set())
+    result = mirai("tokenize", "fit", *args, "--set", f"data.source={broken}", "--out", tmp_path / "t2", "--quiet")
+    assert_one_line_error(result, "none of the", "can be read", code=2)
+
+    from mirai_cli.tokenizer.fit import split_indices
+
+    _, held_out = split_indices(20, 256, 0)
+    only_held_out = _image_folder(tmp_path / "held", 20, readable=set(held_out.tolist()))
+    result = mirai("tokenize", "fit", *args, "--set", f"data.source={only_held_out}", "--out", tmp_path / "t3",
+                   "--quiet", timeout=120)
+    assert_one_line_error(result, "training images", "can be read")
+    assert not (tmp_path / "t3" / "tokenizer.pt").exists()
+
+
+def test_encode_of_unreadable_images_fails_and_never_looks_finished(tiny_store, tmp_path):
+    broken = _image_folder(tmp_path / "broken", 6, readable=set())
+    store = tmp_path / "store"
+    args = ["--preset", "tiny", "--set", f"data.source={broken}", "--set", f"data.store={store}", "--set",
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--quiet"]
+    for _ in range(2):  # the rerun fails the same way: the failed store never became "complete"
+        assert_one_line_error(mirai("tokenize", "encode", *args), "could be read", "encode again", code=2)
+        assert json.loads((store / "manifest.json").read_text())["status"] == "incomplete"
+
+
+def _tamper(store, part, change, fix_checksum=True):
+    """Change shard 0's `part` array; with fix_checksum, record the new sha256 as if the store were made so."""
+    from mirai_cli.fileio import save_npy, sha256_file
+
+    f = store / "shards" / f"00000.{part}.npy"
+    arr = np.load(f)
+    save_npy(f, change(arr))
+    if fix_checksum:
+        manifest = json.loads((store / "manifest.json").read_text())
+        manifest["shards"][0]["sha256"][part] = sha256_file(f)
+        (store / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("part,change,fix,message", [
+    ("labels", lambda a: a + 99, True, "holds labels"),
+    ("codes", lambda a: np.full_like(a, 64), True, "holds code 64"),
+    ("codes", lambda a: a[::-1].copy(), False, "does not match its checksum"),
+])
+def test_damaged_store_stops_at_open(tiny_store, tmp_path, part, change, fix, message):
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store["store"], store)
+    TokenStore.open(store)  # checked once and remembered ...
+    _tamper(store, part, change, fix)  # ... a changed shard is checked again
+    assert_one_line_error(mirai("tokenize", "info", store), "is corrupt", message, "encode", code=2)
+
+
+def test_damaged_store_never_reaches_training(tiny_store, tmp_path):
+    from mirai_testdata import tiny_overrides
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store["store"], store)
+    _tamper(store, "labels", lambda a: a + 99)
+    sets = [x for item in tiny_overrides({**tiny_store, "store": store}, tmp_path / "run") for x in ("--set", item)]
+    assert_one_line_error(mirai("train", "--preset", "tiny", *sets, "--quiet"), "holds labels", code=2)
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--classes", "a"], ["--classes", "0,3,7"]),
+    (["--cfg-scale", "nan"], ["--cfg-scale", "finite"]),
+    (["--cfg-scale", "inf"], ["--cfg-scale", "finite"]),
+    (["--device", "cuda"], ["no CUDA GPU", "--device cpu"]),
+    (["--out", "FILE"], ["--out", "is a file"]),
+])
+def test_sample_flags(tmp_path, extra, fragments):
+    (tmp_path / "FILE").write_text("x")
+    extra = [str(tmp_path / "FILE") if e == "FILE" else e for e in extra]
+    result = mirai("sample", tmp_path / "no-run", *extra, "--quiet", cwd=tmp_path)
+    assert_one_line_error(result, *fragments, code=2)
+
+
+def test_eval_out_pointing_at_a_folder(tmp_path):
+    assert_one_line_error(mirai("eval", "stats", "fashion-mnist", "--out", tmp_path), "--out", "is a folder", code=2)
+    assert_one_line_error(mirai("eval", "--fid", tmp_path, "--ref", tmp_path, "--out", tmp_path), "is a folder")
+
+
+def test_encode_strict_refuses_an_image_mode_it_cannot_convert_with_one_line(tiny_store, tmp_path):
+    folder = _image_folder(tmp_path / "imgs", 4, readable={0, 1, 2, 3})
+    Image.fromarray(np.full((16, 16), 1000.0, np.float32), "F").save(folder / "c0" / "zz.tif")
+    args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={tmp_path / 'store'}", "--set",
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--quiet", "--strict"]
+    assert_one_line_error(mirai("tokenize", "encode", *args), "zz.tif", "32-bit float", "--strict", code=2)

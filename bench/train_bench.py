@@ -75,7 +75,7 @@ def build_variants(shape: str, names: list[str], device: torch.device):
         kind, precision = VARIANTS[name]
         objective, teacher = None, None
         if kind == "ema":
-            ema_teacher = EMATeacher(ema.module, fc.depth, "internal", precision)
+            ema_teacher = EMATeacher(ema, fc.depth, "internal", TargetOptions(precision=precision), owns_ema=False)
             teacher = lambda t=ema_teacher: t(tokens, labels)  # noqa: E731
             objective = ForesightObjective.from_layout(cfg.grid, cfg.dim, cfg.dim, "sequence", "2d", 3,
                                                        hidden_dim=fc.projector_dim)

@@ -4,6 +4,7 @@ one run: every round times one step of each variant in turn (A B C A B C ...), s
     python bench/train_bench.py                          # tiny preset shape and GPT-B shape (batch 2), CPU
     python bench/train_bench.py --shapes tiny --steps 20
     python bench/train_bench.py --variants baseline mirai-e mirai-e-bf16t   # cost of fp32 targets
+    python bench/train_bench.py --variants baseline mirai-e mirai-e-perhead  # gain of the fused projectors
 
 Each variant runs the real TrainStep (GPT + foresight heads), its teacher, backward, AdamW step and EMA
 update. The variants share one GPT, its EMA and one AdamW (parameters without a gradient in a step are not
@@ -21,12 +22,16 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from torch import nn
 
 from mirai_cli.config import load_config
 from mirai_cli.engine.ema import EMA
 from mirai_cli.engine.optim import build_adamw
 from mirai_cli.engine.trainer import TrainStep, gpt_config_from
+from mirai_cli.foresight.layouts import aligned_pairs
+from mirai_cli.foresight.loss import foresight_losses
 from mirai_cli.foresight.objective import ForesightObjective
+from mirai_cli.foresight.projector import Projector
 from mirai_cli.foresight.teachers import EMATeacher, build_encoder
 from mirai_cli.foresight.teachers.targets import TargetOptions
 from mirai_cli.gpt.model import GPT
@@ -37,15 +42,43 @@ SHAPES = {
     "tiny": (["tiny"], [], 32, "efficientnet-lite1", 128),
     "gpt-b": (["llamagen-b"], [], 2, "dinov2-vit-b", 224),
 }
-# variant -> (teacher, teacher precision); "-bf16t" = bf16 targets (the opt-in), otherwise fp32 (the default)
+# variant -> (teacher, teacher precision); "-bf16t" = bf16 targets (the opt-in), otherwise fp32 (the default);
+# "-perhead" = K separate projector MLPs, each on its own positions (the layout before the fusion)
 VARIANTS = {
     "baseline": ("none", "fp32"),
     "mirai-e": ("ema", "fp32"),
     "mirai-e-bf16t": ("ema", "bf16"),
+    "mirai-e-perhead": ("ema", "fp32"),
     "mirai-i-cached": ("cached", "fp32"),
+    "mirai-i-cached-perhead": ("cached", "fp32"),
     "mirai-i-online": ("online", "fp32"),
     "mirai-i-online-bf16t": ("online", "bf16"),
 }
+
+
+class PerHeadObjective(ForesightObjective):
+    """The reference layout: one Projector per head, each run on its own positions."""
+
+    def __init__(self, heads, student_dim, teacher_dim, hidden_dim):
+        super().__init__(heads, student_dim, teacher_dim, hidden_dim)
+        self.per_head = nn.ModuleList(Projector(student_dim, teacher_dim, hidden_dim) for _ in heads)
+        del self.projectors
+        self.pairs = [(h.student_index, h.teacher_index) for h in heads]
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.per_head)
+
+    def forward(self, student, teacher, weights):
+        preds = [p(student.index_select(1, s.to(student.device))) for p, (s, _) in zip(self.per_head, self.pairs)]
+        targets = [teacher.detach().index_select(1, t.to(teacher.device)) for _, t in self.pairs]
+        return foresight_losses(preds, targets, weights)
+
+
+def make_objective(name: str, grid, student_dim: int, teacher_dim: int, space: str, k: int, hidden: int):
+    pairs = aligned_pairs(grid, "2d", k, teacher_space=space)
+    cls = PerHeadObjective if name.endswith("-perhead") else ForesightObjective
+    return cls(pairs, student_dim, teacher_dim, hidden)
 PHASES = ("step", "teacher", "fwd", "bwd", "opt")
 
 
@@ -77,8 +110,7 @@ def build_variants(shape: str, names: list[str], device: torch.device):
         if kind == "ema":
             ema_teacher = EMATeacher(ema, fc.depth, "internal", TargetOptions(precision=precision), owns_ema=False)
             teacher = lambda t=ema_teacher: t(tokens, labels)  # noqa: E731
-            objective = ForesightObjective.from_layout(cfg.grid, cfg.dim, cfg.dim, "sequence", "2d", 3,
-                                                       hidden_dim=fc.projector_dim)
+            objective = make_objective(name, cfg.grid, cfg.dim, cfg.dim, "sequence", 3, fc.projector_dim)
         elif kind in ("cached", "online"):
             key = (enc_name, precision)
             if key not in encoders:
@@ -90,8 +122,7 @@ def build_variants(shape: str, names: list[str], device: torch.device):
                 teacher = lambda c=cache: c.to(device, torch.float32)  # noqa: E731
             else:
                 teacher = lambda e=encoder: e(pixels)  # noqa: E731
-            objective = ForesightObjective.from_layout(cfg.grid, cfg.dim, encoder.teacher_dim, "cells", "2d", 1,
-                                                       hidden_dim=fc.projector_dim)
+            objective = make_objective(name, cfg.grid, cfg.dim, encoder.teacher_dim, "cells", 1, fc.projector_dim)
         module = TrainStep(gpt, objective.to(device) if objective else None, fc.depth, "internal")
         heads_m = sum(p.numel() for p in objective.parameters()) / 1e6 if objective else 0.0
         variants.append(Variant(name, module, teacher, [2.0] * (objective.num_heads if objective else 0), heads_m))

@@ -105,7 +105,7 @@ def test_class_pair_is_in_every_heads_loss():
     # head 1 (right neighbour) by hand: the class pair (0, 0), then student g + 1 -> teacher g + 2
     s_idx = [0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14]
     t_idx = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
-    pred = objective.projectors[1](student[:, s_idx])
+    pred = objective.projectors.head(1, student[:, s_idx])
     expect = -torch.nn.functional.cosine_similarity(pred, teacher[:, t_idx], dim=-1).mean()
     assert torch.allclose(losses["foresight_h1"], expect, atol=1e-6)
 

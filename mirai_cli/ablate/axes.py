@@ -1,4 +1,4 @@
-"""Ablation axes (SPEC.md section 9): one base preset x one axis -> variants that differ only on that axis.
+"""Ablation axes (docs/method.md): one base preset x one axis -> variants that differ only on that axis.
 
 A variant is the base preset plus a few `--set` overrides. The baseline (foresight.source = "none") is
 always part of a study, so every table has the number to beat. For axes that only mean something with a

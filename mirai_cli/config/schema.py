@@ -1,8 +1,8 @@
 """The preset schema: one pydantic model per preset section, and `MiraiConfig` that holds them all.
 
 Every field is typed, bounded where it has bounds, and carries a one-line description (shown by
-`mirai presets show --explain` and used in error messages). Cross-field rules live in `MiraiConfig`.
-Defaults follow ../shared/SPEC.md (the Mirai and LlamaGen papers).
+`mirai presets show` and used in error messages). Cross-field rules live in `MiraiConfig`.
+Defaults follow the Mirai and LlamaGen papers (docs/method.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _check_duration(value: Any) -> Union[int, str]:
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
 GPT_SIZES: dict[str, tuple[int, int, int]] = {
-    # name: (layers, dim, heads) — SPEC.md section 3.
+    # name: (layers, dim, heads) — docs/method.md, "GPT".
     "GPT-B": (12, 768, 12),
     "GPT-L": (24, 1024, 16),
     "GPT-XL": (36, 1280, 20),
@@ -44,7 +44,7 @@ GPT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 VQ_SIZES: dict[str, dict[str, Any]] = {
-    # LlamaGen's VQ-16 and VQ-8 (SPEC.md section 2).
+    # LlamaGen's VQ-16 and VQ-8 (docs/method.md, "Tokenizer").
     "VQ-16": {"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
     "VQ-8": {"ch": 128, "ch_mult": [1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
 }
@@ -128,6 +128,11 @@ class DataConfig(Section):
     crop_ratio: float = Field(1.1, ge=1.0, le=2.0, description="ten-crop: resize to image_size * ratio first")
     max_images: Optional[int] = Field(None, ge=1, description="use only the first N images of the source")
     store: str = Field("runs/tokens", description="folder of the token store written by tokenize, read by train")
+    val_images: int = Field(
+        0, ge=0, description="held-out images for the validation NLL (0: none); built-in data sets take them from "
+        "their test split, other sources hold out an evenly spaced slice that training never sees",
+    )
+    val_store: Optional[str] = Field(None, description="token store of the held-out images (default: <store>-val)")
     strict: bool = Field(False, description="treat unreadable image files as fatal instead of skipping them")
     num_workers: int = Field(0, ge=0, le=64, description="data loader worker processes")
 
@@ -160,6 +165,9 @@ class TokenizerConfig(Section):
     disc_start: int = Field(20000, ge=0, description="tokenize fit: step at which the discriminator starts")
     encode_batch_size: int = Field(64, ge=1, description="tokenize encode: images per batch")
     shard_size: int = Field(4096, ge=1, description="tokenize encode: images per store shard")
+    encode_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="tokenize encode: fp32 as LlamaGen extracts codes; bf16 autocast is faster but flips some codes"
+    )
     fit_time_limit: Optional[float] = Field(None, gt=0, description="tokenize fit: stop (with a checkpoint) after this many seconds")
 
     @model_validator(mode="after")
@@ -394,7 +402,9 @@ class AblateConfig(Section):
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="seeds; each variant runs once per seed")
     baseline_seeds: int = Field(1, ge=1, description="extra baseline runs with seeds +1, +2, ... to measure noise")
-    eval_samples_per_class: int = Field(10, ge=1, description="class-balanced samples per evaluation round")
+    eval_samples_per_class: int = Field(
+        10, ge=0, description="class-balanced samples per evaluation round (0: no sampling, validation NLL only)"
+    )
     out_dir: str = Field("runs/ablate-{axis}", description="study folder; {axis} is the axis name")
 
 
@@ -425,7 +435,7 @@ class MiraiConfig(BaseModel):
         layers = self.model.layers
         assert layers is not None
         if self.foresight.depth is None:
-            # SPEC: 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
+            # docs/method.md, "Foresight": 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
             object.__setattr__(self.foresight, "depth", max(1, round(2 * layers / 3)))
         elif self.foresight.depth > layers:
             raise ValueError(f"foresight.depth = {self.foresight.depth} exceeds model.layers = {layers}")

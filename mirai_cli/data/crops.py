@@ -60,6 +60,22 @@ def make_crops(image: np.ndarray, image_size: int, mode: str, crop_ratio: float 
     return np.ascontiguousarray(np.stack(crops))
 
 
+def make_crop(image: np.ndarray, image_size: int, mode: str, crop_id: int, crop_ratio: float = TENCROP_RANGE
+              ) -> np.ndarray:
+    """Crop `crop_id` of make_crops(image, ...) alone (the same pixels, without cutting the others):
+    uint8 [S, S, 3]."""
+    n = num_crops(mode)
+    if not 0 <= crop_id < n:
+        raise MiraiError(f"crop {crop_id} does not exist in crop mode '{mode}' ({n} crops)")
+    if mode == "tencrop":
+        big = center_crop_arr(image, int(image_size * crop_ratio))
+        crop = _five_crops(big if crop_id < 5 else big[:, ::-1], image_size)[crop_id % 5]
+    else:
+        base = center_crop_arr(image, image_size)
+        crop = base if crop_id == 0 else base[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
 def store_crops(image: np.ndarray, manifest: dict) -> np.ndarray:
     """The crops of one source image exactly as the token store with this manifest encoded them."""
     return make_crops(image, int(manifest["image_size"]), str(manifest["crop_mode"]),

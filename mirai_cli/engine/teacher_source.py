@@ -1,83 +1,28 @@
-"""Where a training step's foresight targets come from: the EMA teacher (Mirai-E), or a frozen encoder
-(Mirai-I) read from the feature cache next to the token store or run online on the exact crops."""
+"""Build the run's foresight teacher from the preset (the Teacher interface: foresight/teachers/base.py):
+the EMA of the generator (Mirai-E), or a frozen encoder (Mirai-I) read from the feature cache next to the
+token store or run online on the exact crops."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
+from mirai_cli.engine.ema import EMA
 from mirai_cli.errors import MiraiError
-from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, open_feature_cache
-from mirai_cli.foresight.teachers import EMATeacher, FrozenEncoder, build_encoder
+from mirai_cli.foresight.feature_cache import build_feature_cache, open_feature_cache
+from mirai_cli.foresight.teachers import FrozenEncoder, build_encoder
+from mirai_cli.foresight.teachers.base import Teacher
+from mirai_cli.foresight.teachers.ema import EMATeacher
 from mirai_cli.foresight.teachers.encoders import cache_name, encoder_input_size
+from mirai_cli.foresight.teachers.frozen import CachedEncoderTeacher, OnlineEncoderTeacher
+from mirai_cli.foresight.teachers.store_pixels import StorePixels
 from mirai_cli.foresight.teachers.targets import TargetOptions
 from mirai_cli.progress import make_progress
-
-
-class TeacherSource:
-    teacher_space: str = "sequence"
-    teacher_dim: int = 0
-
-    def attach_ema(self, ema_model: nn.Module) -> None:  # only the EMA source needs it
-        pass
-
-    def features(self, codes: torch.Tensor, labels: torch.Tensor, images: np.ndarray, crops: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class EMASource(TeacherSource):
-    teacher_space = "sequence"
-
-    def __init__(self, dim: int, depth: int, level: str, options: TargetOptions):
-        self.teacher_dim = dim
-        self.depth = depth
-        self.level = level
-        self.options = options
-        self.teacher: Optional[EMATeacher] = None
-
-    def attach_ema(self, ema_model: nn.Module) -> None:
-        o = self.options
-        self.teacher = EMATeacher(ema_model, self.depth, self.level, o.precision, o.norm, o.norm_alpha)  # type: ignore[arg-type]
-
-    def features(self, codes, labels, images, crops):
-        assert self.teacher is not None, "attach_ema() first"
-        # The EMA as of the previous step: the trainer updates it only after the optimizer step.
-        return self.teacher(codes, labels)
-
-
-class OnlineEncoderSource(TeacherSource):
-    """Runs the frozen encoder on the regenerated crop pixels every step (no cache)."""
-
-    teacher_space = "cells"
-
-    def __init__(self, encoder: FrozenEncoder, store: TokenStore, device: torch.device):
-        self.encoder = encoder
-        self.pixels = StorePixels(store)  # opens the recorded source once
-        self.device = device
-        self.teacher_dim = encoder.teacher_dim
-
-    def features(self, codes, labels, images, crops):
-        return self.encoder(self.pixels.get(images, crops).to(self.device))
-
-
-class CachedEncoderSource(TeacherSource):
-    """Reads the features computed once for every (image, crop) of the store."""
-
-    teacher_space = "cells"
-
-    def __init__(self, cache, device: torch.device):
-        self.cache = cache
-        self.device = device
-        self.teacher_dim = cache.teacher_dim
-
-    def features(self, codes, labels, images, crops):
-        return self.cache.get(images, crops).to(self.device, torch.float32)
 
 
 def target_options(config: MiraiConfig) -> TargetOptions:
@@ -127,19 +72,26 @@ def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.d
         return build_feature_cache(store, encoder, batch_size=64, progress=report)
 
 
-def build_teacher_source(
-    config: MiraiConfig, store: TokenStore, device: torch.device, is_main: bool = True,
-    wait: Callable[[], None] = lambda: None, progress: bool = True,
-) -> TeacherSource:
+def build_teacher(
+    config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device, *,
+    sample_ema: Optional[EMA] = None, is_main: bool = True, wait: Callable[[], None] = lambda: None,
+    progress: bool = True,
+) -> Optional[Teacher]:
+    """The preset's teacher (None for foresight.source = "none"). Mirai-E reads `sample_ema` when its decay is
+    foresight.ema_decay (the engine updates and saves it), else an EMA of `gpt` of its own. Mirai-I with
+    foresight.cache_teacher: rank 0 builds (or checks) the cache, `wait` lets the other ranks wait for it."""
     fc = config.foresight
+    if fc.source == "none":
+        return None
     if fc.source == "ema":
-        return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level, options=target_options(config))
+        shared = sample_ema is not None and sample_ema.decay == fc.ema_decay
+        ema = sample_ema if shared else EMA(gpt, fc.ema_decay)
+        return EMATeacher(ema, fc.depth or 1, fc.level, target_options(config), owns_ema=not shared)
     if fc.source == "encoder":
         if not fc.cache_teacher:
-            return OnlineEncoderSource(build_frozen_encoder(config, store, device), store, device)
+            return OnlineEncoderTeacher(build_frozen_encoder(config, store, device), StorePixels(store))
         if is_main:  # one process computes (or checks) the cache; the others wait for it
             ensure_feature_cache(config, store, device, progress)
         wait()
-        return CachedEncoderSource(open_feature_cache(store, teacher_cache_name(config)), device)
+        return CachedEncoderTeacher(open_feature_cache(store, teacher_cache_name(config)), device)
     raise MiraiError(f"foresight.source = {fc.source!r} has no teacher")
-

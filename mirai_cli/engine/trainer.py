@@ -31,10 +31,11 @@ from mirai_cli.engine.ema import EMA, unwrap_model
 from mirai_cli.engine.metrics_log import MetricsLog
 from mirai_cli.engine.optim import build_adamw, lr_at, set_lr
 from mirai_cli.engine.run_dir import prepare_run_dir, resolve_run_dir
-from mirai_cli.engine.teacher_source import TeacherSource, build_teacher_source
+from mirai_cli.engine.teacher_source import build_teacher
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.schedule import LambdaSchedule
+from mirai_cli.foresight.teachers import TargetBatch
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
 from mirai_cli.progress import make_progress
@@ -155,14 +156,15 @@ def train(
     torch.manual_seed(tc.seed)
     gpt_cfg = gpt_config_from(config)
     gpt = GPT(gpt_cfg).to(device)
-    teacher_source: Optional[TeacherSource] = None
+    # EMA weights for sampling (train.ema_decay); the Mirai-E teacher reads it when foresight.ema_decay agrees.
+    sample_ema = EMA(gpt, tc.ema_decay) if tc.ema_decay > 0 else None
+    teacher = build_teacher(config, store, gpt, device, sample_ema=sample_ema, is_main=env.is_main,
+                            wait=lambda: barrier(env), progress=progress)
     objective: Optional[ForesightObjective] = None
-    if fc.source != "none":
-        teacher_source = build_teacher_source(config, store, device, is_main=env.is_main,
-                                              wait=lambda: barrier(env), progress=progress)
+    if teacher is not None:
         objective = ForesightObjective.from_layout(
-            (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=teacher_source.teacher_dim,
-            teacher_space=teacher_source.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
+            (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=teacher.teacher_dim,
+            teacher_space=teacher.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
             border=fc.border, hidden_dim=fc.projector_dim, align_class=fc.align_class,
         ).to(device)
     lambdas = LambdaSchedule.build(
@@ -170,17 +172,6 @@ def train(
         warmup_steps=to_steps(fc.warmup), total_steps=total_steps,
     )
     step_module = TrainStep(gpt, objective, depth=fc.depth or gpt_cfg.layers, level=fc.level)
-
-    # EMA weights for sampling (train.ema_decay) and, for Mirai-E, the teacher (foresight.ema_decay).
-    sample_ema = EMA(gpt, tc.ema_decay) if tc.ema_decay > 0 else None
-    teacher_ema = None
-    if fc.source == "ema":
-        if sample_ema is not None and fc.ema_decay == tc.ema_decay:
-            teacher_ema = sample_ema
-        else:
-            teacher_ema = EMA(gpt, fc.ema_decay)
-        assert teacher_source is not None
-        teacher_source.attach_ema(teacher_ema.module)
 
     optimizer = build_adamw(step_module.named_parameters(), tc.lr, tuple(tc.betas), tc.weight_decay, device)
 
@@ -195,8 +186,8 @@ def train(
         _load_weights(gpt, folder / "model.safetensors")
         if sample_ema is not None:
             sample_ema.load_state_dict(state["sample_ema"])
-        if teacher_ema is not None and teacher_ema is not sample_ema:
-            teacher_ema.load_state_dict(state["teacher_ema"])
+        if teacher is not None:
+            teacher.load_state_dict(state)
         if objective is not None:
             objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
@@ -225,8 +216,8 @@ def train(
         state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()}
         if sample_ema is not None:
             state["sample_ema"] = sample_ema.state_dict()
-        if teacher_ema is not None and teacher_ema is not sample_ema:
-            state["teacher_ema"] = teacher_ema.state_dict()
+        if teacher is not None:
+            state.update(teacher.state_dict())
         if objective is not None:
             state["objective"] = objective.state_dict()
         save_checkpoint(run_dir, step, gpt, sample_ema.module if sample_ema else None, state, meta, tc.keep_last)
@@ -259,16 +250,16 @@ def train(
                 for i, (images, crops) in enumerate(micro_batches):
                     codes = torch.from_numpy(store.codes.get(images, crops).astype(np.int64)).to(device)
                     labels = torch.from_numpy(store.labels[images].astype(np.int64)).to(device)
-                    teacher = None
+                    target = None
                     if foresight_on:  # in the teacher's own precision (foresight.teacher_precision)
-                        assert teacher_source is not None
-                        teacher = teacher_source.features(codes, labels, images, crops)
+                        assert teacher is not None
+                        target = teacher.targets(TargetBatch(codes, labels, images, crops))
                     sync = contextlib.nullcontext()
                     if env.distributed and i < len(micro_batches) - 1:
                         sync = model.no_sync()  # type: ignore[operator]
                     with sync:
                         with autocast(device, precision):
-                            losses = model(codes, labels, teacher, weights)
+                            losses = model(codes, labels, target, weights)
                         (losses["loss"] / len(micro_batches)).backward()
                     for key, value in losses.items():
                         sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(micro_batches)
@@ -288,8 +279,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 if sample_ema is not None:
                     sample_ema.update(gpt)
-                if teacher_ema is not None and teacher_ema is not sample_ema:
-                    teacher_ema.update(gpt)
+                if teacher is not None:
+                    teacher.update(gpt)
                 done = step + 1
                 dt = time.perf_counter() - t0
                 record = {"step": done, "lr": lr, "grad_norm": float(grad_norm), "step_time": dt,

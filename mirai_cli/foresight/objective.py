@@ -13,7 +13,7 @@ from torch import nn
 
 from mirai_cli.foresight.layouts import Border, HeadPairs, Layout, TeacherSpace, aligned_pairs
 from mirai_cli.foresight.loss import foresight_losses, head_key
-from mirai_cli.foresight.projector import make_projectors
+from mirai_cli.foresight.projector import FusedProjectors
 
 
 class ForesightObjective(nn.Module):
@@ -22,7 +22,8 @@ class ForesightObjective(nn.Module):
     student: the GPT feature in sequence positions (after block `depth`, or the final normed hidden state).
     teacher: EMA features in sequence positions ([B, N, Dt]) or encoder features in cells ([B, h*w, Dt]),
     matching the `teacher_space` the pairs were built for. Works for any GPT width and teacher width.
-    Each head projects only the student positions that have a pair (dropped border pairs cost nothing).
+    The heads' first layers run once, fused, on the student positions some head uses; each head's rest runs
+    on its own positions only (dropped border pairs cost nothing).
     """
 
     def __init__(self, heads: Sequence[HeadPairs], student_dim: int, teacher_dim: int, hidden_dim: int = 2048) -> None:
@@ -32,10 +33,15 @@ class ForesightObjective(nn.Module):
         self.offsets = [h.offset for h in heads]
         self.num_pairs = [len(h) for h in heads]
         self.student_dim, self.teacher_dim = int(student_dim), int(teacher_dim)
-        self.projectors = make_projectors(len(heads), student_dim, teacher_dim, hidden_dim)
+        self.projectors = FusedProjectors(len(heads), student_dim, teacher_dim, hidden_dim)
         # Non-persistent: derived from the preset, they move with .to(device) but stay out of checkpoints.
+        # used: the student positions some head uses; head k reads rows rows_k of them.
+        used = sorted({int(i) for h in heads for i in h.student_index})
+        row_of = {pos: row for row, pos in enumerate(used)}
+        self.register_buffer("student_used", torch.tensor(used, dtype=torch.long), persistent=False)
         for k, h in enumerate(heads):
-            self.register_buffer(f"student_index_{k}", h.student_index.clone(), persistent=False)
+            rows = torch.tensor([row_of[int(i)] for i in h.student_index], dtype=torch.long)
+            self.register_buffer(f"rows_{k}", rows, persistent=False)
             self.register_buffer(f"teacher_index_{k}", h.teacher_index.clone(), persistent=False)
         self._min_teacher_len = max((int(h.teacher_index.max()) + 1 for h in heads if len(h)), default=0)
         self._min_student_len = max((int(h.student_index.max()) + 1 for h in heads if len(h)), default=0)
@@ -78,10 +84,7 @@ class ForesightObjective(nn.Module):
         if len(weights) != self.num_heads:
             raise ValueError(f"{len(weights)} lambda values for {self.num_heads} heads")
         teacher = teacher.detach()  # a target, never a path for gradients
-        predictions, targets = [], []
-        for k, projector in enumerate(self.projectors):
-            s_idx = getattr(self, f"student_index_{k}")
-            t_idx = getattr(self, f"teacher_index_{k}")
-            predictions.append(projector(student.index_select(1, s_idx)))
-            targets.append(teacher.index_select(1, t_idx))
+        rows = [getattr(self, f"rows_{k}") for k in range(self.num_heads)]
+        predictions = self.projectors(student.index_select(1, self.student_used), rows)
+        targets = [teacher.index_select(1, getattr(self, f"teacher_index_{k}")) for k in range(self.num_heads)]
         return foresight_losses(predictions, targets, weights)

@@ -1,11 +1,26 @@
-"""Projector heads rho_k (docs/method.md, Foresight): one MLP per head, shared by all positions."""
+"""Projector heads rho_k (docs/method.md, Foresight): one MLP per head, shared by all positions,
+Linear(d, hidden) - SiLU - Linear(hidden, hidden) - SiLU - Linear(hidden, teacher_dim), no norm on the
+student side, every weight N(0, 0.02) and every bias zero (the paper's code).
+
+`FusedProjectors` computes the K heads at once: the heads read the same student features, so their first
+layers are one Linear(d, K*hidden) (one matmul instead of K), applied once to the positions some head uses;
+each head's rest then runs on its own positions. Mathematically K independent `Projector`s; checkpoints
+with per-head keys (`projectors.<k>.net.<j>.*`, ours before the fusion, or `projectors.<k>.<j>.*`, the
+paper's code) are converted on load.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 INIT_STD = 0.02  # the paper's code: every projector weight N(0, 0.02), every bias zero
+PER_HEAD_KEY = re.compile(r"^projectors\.(\d+)\.(?:net\.)?([024])\.(weight|bias)$")
 
 
 def init_linear(layer: nn.Linear, std: float = INIT_STD) -> None:
@@ -14,19 +29,16 @@ def init_linear(layer: nn.Linear, std: float = INIT_STD) -> None:
         nn.init.zeros_(layer.bias)
 
 
+def _mlp_rest(hidden_dim: int, teacher_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, teacher_dim))
+
+
 class Projector(nn.Module):
-    """Linear(d, hidden) - SiLU - Linear(hidden, hidden) - SiLU - Linear(hidden, teacher_dim).
-    No norm on the student side (the paper's choice). Weights N(0, 0.02), biases zero (the paper's code)."""
+    """One head's MLP on its own (the per-head layout of the paper's code)."""
 
     def __init__(self, student_dim: int, teacher_dim: int, hidden_dim: int = 2048) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(student_dim, hidden_dim),
-            nn.SiLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.SiLU(),
-            nn.Linear(hidden_dim, teacher_dim),
-        )
+        self.net = nn.Sequential(nn.Linear(student_dim, hidden_dim), nn.SiLU(), *_mlp_rest(hidden_dim, teacher_dim))
         for layer in self.net:
             if isinstance(layer, nn.Linear):
                 init_linear(layer)
@@ -35,6 +47,47 @@ class Projector(nn.Module):
         return self.net(x)
 
 
-def make_projectors(num_heads: int, student_dim: int, teacher_dim: int, hidden_dim: int = 2048) -> nn.ModuleList:
-    """One independent projector per head."""
-    return nn.ModuleList(Projector(student_dim, teacher_dim, hidden_dim) for _ in range(num_heads))
+class FusedProjectors(nn.Module):
+    """K projector heads with one fused first layer. forward(x [B, U, d], rows) -> K predictions, head k's
+    [B, len(rows[k]), teacher_dim] at the positions rows[k] of x."""
+
+    def __init__(self, num_heads: int, student_dim: int, teacher_dim: int, hidden_dim: int = 2048) -> None:
+        super().__init__()
+        self.num_heads, self.hidden_dim = int(num_heads), int(hidden_dim)
+        self.first = nn.Linear(student_dim, num_heads * hidden_dim)
+        self.rest = nn.ModuleList(_mlp_rest(hidden_dim, teacher_dim) for _ in range(num_heads))
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                init_linear(layer)
+        self._register_load_state_dict_pre_hook(self._from_per_head)
+
+    def __len__(self) -> int:
+        return self.num_heads
+
+    def forward(self, x: torch.Tensor, rows: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        z = F.silu(self.first(x))  # every head's first layer in one matmul
+        h = self.hidden_dim
+        return [rest(z.index_select(1, r)[..., k * h:(k + 1) * h]) for k, (rest, r) in enumerate(zip(self.rest, rows))]
+
+    def head(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Head k alone on x [..., d] (what a per-head Projector k computes)."""
+        h = self.hidden_dim
+        w, b = self.first.weight[k * h:(k + 1) * h], self.first.bias[k * h:(k + 1) * h]
+        return self.rest[k](F.silu(F.linear(x, w, b)))
+
+    def _from_per_head(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Per-head keys under `prefix` -> this layout: first layers stacked in head order, the rest renamed."""
+        found: dict[tuple[int, str, str], torch.Tensor] = {}
+        for key in [k for k in state if k.startswith(prefix)]:
+            m = PER_HEAD_KEY.match("projectors." + key[len(prefix):])
+            if m:
+                found[(int(m[1]), m[2], m[3])] = state.pop(key)
+        if not found:
+            return
+        heads = sorted({k for k, _, _ in found})
+        for leaf in ("weight", "bias"):
+            if all((k, "0", leaf) in found for k in heads):
+                state[f"{prefix}first.{leaf}"] = torch.cat([found[(k, "0", leaf)] for k in heads])
+        for (k, layer, leaf), value in found.items():
+            if layer != "0":
+                state[f"{prefix}rest.{k}.{int(layer) - 2}.{leaf}"] = value

@@ -26,7 +26,7 @@ def setup(seed=0):
 
 def test_teacher_features_equal_the_ema_models_own_after_an_update():
     model, ema, tokens, labels = setup()
-    teacher = EMATeacher(ema.module, depth=2)
+    teacher = EMATeacher(ema, depth=2)
     feats = teacher(tokens, labels)
     assert feats.shape == (3, 16, 32) and not feats.requires_grad
     ema.module.eval()
@@ -48,7 +48,7 @@ def test_teacher_is_eval_mode_with_true_labels_even_if_flipped_to_train():
     _, ema, tokens, labels = setup()
     ema.module.cfg.class_dropout = 1.0  # in training mode every label would become the null class
     ema.module.train()
-    teacher = EMATeacher(ema.module, depth=3)
+    teacher = EMATeacher(ema, depth=3)
     a, b = teacher(tokens, labels), teacher(tokens, labels)
     assert torch.equal(a, b)  # no dropout
     ema.module.eval()
@@ -59,14 +59,14 @@ def test_teacher_is_eval_mode_with_true_labels_even_if_flipped_to_train():
 
 def test_output_level_targets_the_final_normed_hidden_state():
     _, ema, tokens, labels = setup()
-    out = EMATeacher(ema.module, depth=2, level="output")(tokens, labels)
+    out = EMATeacher(ema, depth=2, level="output")(tokens, labels)
     with torch.no_grad():
         assert torch.equal(out, ema.module.eval()(tokens, labels).final_hidden)
 
 
 def test_no_gradient_reaches_the_teacher_and_the_student_learns():
     model, ema, tokens, labels = setup()
-    teacher = EMATeacher(ema.module, depth=2)
+    teacher = EMATeacher(ema, depth=2)
     objective = ForesightObjective.from_layout((4, 4), 32, teacher.teacher_dim, "sequence", "2d", 3, hidden_dim=64)
     schedule = LambdaSchedule.build(2.0, objective.num_heads)
     model.train()
@@ -105,6 +105,31 @@ def test_class_pair_is_in_every_heads_loss():
     # head 1 (right neighbour) by hand: the class pair (0, 0), then student g + 1 -> teacher g + 2
     s_idx = [0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14]
     t_idx = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
-    pred = objective.projectors[1](student[:, s_idx])
+    pred = objective.projectors.head(1, student[:, s_idx])
     expect = -torch.nn.functional.cosine_similarity(pred, teacher[:, t_idx], dim=-1).mean()
     assert torch.allclose(losses["foresight_h1"], expect, atol=1e-6)
+
+
+def test_teacher_interface_update_state_and_ordering():
+    from mirai_cli.foresight.teachers import TargetBatch
+
+    model, ema, tokens, labels = setup()
+    own = EMATeacher(EMA(model, decay=0.5), depth=2)  # its own EMA: it moves and saves it
+    shared = EMATeacher(ema, depth=2, owns_ema=False)  # the engine's sampling EMA: it does neither
+    batch = TargetBatch(tokens, labels)
+    before_own, before_shared = own.targets(batch), shared.targets(batch)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    assert torch.equal(own.targets(batch), before_own)  # targets come from the EMA as of the last update
+    own.update(model)
+    shared.update(model)
+    assert not torch.allclose(own.targets(batch), before_own)
+    assert torch.equal(shared.targets(batch), before_shared)
+    assert shared.state_dict() == {} and set(own.state_dict()) == {"teacher_ema"}
+    saved = own.state_dict()
+    expect = own.targets(batch)
+    restored = EMATeacher(EMA(GPT(GPTConfig(**CFG)), decay=0.5), depth=2)  # other weights until loaded
+    restored.load_state_dict({**saved, "other": 1})
+    assert torch.equal(restored.targets(batch), expect)
+    assert own.teacher_space == "sequence" and own.teacher_dim == 32

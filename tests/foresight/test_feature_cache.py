@@ -103,3 +103,26 @@ def test_other_target_options_make_another_cache(tiny_store):
     a, b = build_feature_cache(store, default, shard_entries=3), build_feature_cache(store, fast, shard_entries=3)
     assert a != b and json.loads((b / "manifest.json").read_text())["encoder"]["precision"] == "bf16"
     assert json.loads((a / "manifest.json").read_text())["encoder"]["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("mode", ["tencrop", "flip", "none"])
+def test_one_crop_alone_equals_that_crop_of_all(mode):
+    from mirai_cli.data.crops import make_crop, num_crops
+
+    image = np.random.default_rng(1).integers(0, 256, size=(37, 29, 3), dtype=np.uint8)
+    every = make_crops(image, 16, mode)
+    for c in range(num_crops(mode)):
+        assert np.array_equal(make_crop(image, 16, mode, c), every[c])
+    with pytest.raises(MiraiError, match="does not exist"):
+        make_crop(image, 16, mode, num_crops(mode))
+
+
+def test_online_pixels_threaded_equal_serial(tiny_store):
+    root, _, images = tiny_store
+    store = TokenStore.open(root / "store")
+    idx, crops = [6, 0, 3, 3, 5], [1, 0, 1, 0, 0]
+    serial = StorePixels(store, workers=1).get_uint8(idx, crops)
+    threaded = StorePixels(store, workers=3).get_uint8(idx, crops)
+    assert serial.dtype == torch.uint8 and torch.equal(serial, threaded)
+    want = np.stack([make_crops(images[store.source_index[i]], 16, "flip")[c] for i, c in zip(idx, crops)])
+    assert np.array_equal(serial.numpy(), want)

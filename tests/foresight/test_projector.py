@@ -1,20 +1,61 @@
-"""Projector heads: initialised as the paper's code (weights N(0, 0.02), biases zero)."""
+"""Projector heads: initialised as the paper's code (weights N(0, 0.02), biases zero); the fused layout
+computes exactly the K per-head MLPs, and per-head checkpoints load into it."""
 
 import pytest
 import torch
 from torch import nn
 
-from mirai_cli.foresight.projector import INIT_STD, make_projectors
+from mirai_cli.foresight.layouts import aligned_pairs
+from mirai_cli.foresight.loss import negative_cosine
+from mirai_cli.foresight.objective import ForesightObjective
+from mirai_cli.foresight.projector import INIT_STD, FusedProjectors, Projector
 
 
 def test_projector_init_as_papers_code():
     torch.manual_seed(0)
-    heads = make_projectors(2, 96, 80, hidden_dim=256)
-    linears = [m for m in heads.modules() if isinstance(m, nn.Linear)]
-    assert len(linears) == 6
-    for layer in linears:
-        assert torch.count_nonzero(layer.bias) == 0
-        w = layer.weight.detach()
-        assert w.mean().item() == pytest.approx(0.0, abs=3e-3)
-        # PyTorch's default (kaiming-uniform, std 1/sqrt(3 fan_in)) would give 0.059 at fan_in 96, 0.036 at 256
-        assert w.std().item() == pytest.approx(INIT_STD, rel=0.05)
+    for module, count in ((FusedProjectors(2, 96, 80, hidden_dim=256), 5), (Projector(96, 80, 256), 3)):
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        assert len(linears) == count
+        for layer in linears:
+            assert torch.count_nonzero(layer.bias) == 0
+            w = layer.weight.detach()
+            assert w.mean().item() == pytest.approx(0.0, abs=3e-3)
+            # PyTorch's default (kaiming-uniform, std 1/sqrt(3 fan_in)) would give 0.059 at fan_in 96
+            assert w.std().item() == pytest.approx(INIT_STD, rel=0.05)
+
+
+def per_head_state(heads, key="projectors.{k}.net.{j}.{leaf}"):
+    return {key.format(k=k, j=j, leaf=leaf): getattr(h.net[j], leaf).detach().clone()
+            for k, h in enumerate(heads) for j in (0, 2, 4) for leaf in ("weight", "bias")}
+
+
+@pytest.mark.parametrize("key", ["projectors.{k}.net.{j}.{leaf}", "projectors.{k}.{j}.{leaf}"])
+def test_per_head_checkpoints_load_and_give_the_per_head_losses(key):
+    torch.manual_seed(1)
+    grid, d, dt, hidden = (4, 4), 24, 12, 32
+    pairs = aligned_pairs(grid, "2d", 3, teacher_space="sequence")  # with the class pair
+    heads = [Projector(d, dt, hidden) for _ in pairs]
+    for h in heads:  # non-zero biases so that a bias mix-up shows
+        for layer in h.net:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.bias, std=0.1)
+    objective = ForesightObjective(pairs, d, dt, hidden)
+    objective.load_state_dict(per_head_state(heads, key), strict=True)
+    student, teacher = torch.randn(2, 16, d), torch.randn(2, 16, dt)
+    losses = objective(student, teacher, [1.0, 1.0, 1.0])
+    for k, (h, p) in enumerate(zip(heads, pairs)):  # the unfused reference, head by head
+        want = negative_cosine(h(student.index_select(1, p.student_index)), teacher.index_select(1, p.teacher_index))
+        assert torch.allclose(losses[f"foresight_h{k}"], want, atol=1e-6)
+        assert torch.allclose(objective.projectors.head(k, student), h(student), atol=1e-6)
+    assert set(objective.state_dict()) == {"projectors.first.weight", "projectors.first.bias"} | {
+        f"projectors.rest.{k}.{j}.{leaf}" for k in range(3) for j in (0, 2) for leaf in ("weight", "bias")}
+
+
+def test_only_used_positions_are_projected():
+    pairs = aligned_pairs((4, 4), "2d", offsets=[[2, 2]], teacher_space="cells")  # cells 0, 1, 4, 5 only
+    objective = ForesightObjective(pairs, 8, 4, 16)
+    assert objective.student_used.tolist() == [1, 2, 5, 6]
+    seen = []
+    objective.projectors.first.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    objective(torch.randn(3, 16, 8), torch.randn(3, 16, 4), [1.0])
+    assert seen == [(3, 4, 8)]

@@ -20,6 +20,7 @@ for every micro-batch before `update`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 import numpy as np
@@ -33,6 +34,17 @@ class TeacherBatch(Protocol):
     images: np.ndarray
     crops: np.ndarray
     teacher: Optional[torch.Tensor]
+
+
+@dataclass
+class TargetBatch:
+    """A TeacherBatch for callers without their own batch type (tests, benches)."""
+
+    codes: torch.Tensor
+    labels: torch.Tensor
+    images: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    crops: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    teacher: Optional[torch.Tensor] = None
 
 
 class Teacher:

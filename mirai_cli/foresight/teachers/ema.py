@@ -1,56 +1,59 @@
 """Mirai-E teacher: the EMA of the generator itself (docs/method.md, Foresight).
 
-Ordering in the training step (the trainer's job, stated here because the method depends on it):
-    1. teacher features = EMATeacher(tokens, labels)   <- EMA as of the previous step
+Ordering in the training step (the engine's job, stated here because the method depends on it):
+    1. targets = teacher.targets(batch)     <- EMA as of the previous step
     2. student forward/backward, optimizer.step()
-    3. ema.update(model)
+    3. teacher.update(model)                <- the EMA moves (or the engine's sampling EMA, when shared)
 so the target at step t comes from the EMA after step t-1, never from weights that saw this batch.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Optional
 
 import torch
 from torch import nn
 
-from mirai_cli.foresight.teachers.targets import (
-    SPATIAL_ALPHA,
-    TEACHER_PRECISIONS,
-    normalise_targets,
-    teacher_autocast,
-)
+from mirai_cli.foresight.teachers.base import Teacher, TeacherBatch
+from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
+
+STATE_KEY = "teacher_ema"
 
 
-class EMATeacher:
+class EMATeacher(Teacher):
     """Runs the EMA GPT in eval mode (no dropout, no label drop) without gradients, only up to block
-    `depth`, on the same tokens and the true labels. Output: [B, N, D] in sequence positions (cell c at
+    `depth`, on the same tokens and the true labels. Targets: [B, N, D] in sequence positions (cell c at
     position c + 1), i.e. `teacher_space="sequence"` for `aligned_pairs`.
 
+    ema: an EMA (engine/ema.py: `.module`, `.update(model)`, `.state_dict()`, `.load_state_dict()`).
+    owns_ema: True when this teacher's EMA is its own (updated and saved here); False when it is the
+    engine's sampling EMA (same decay), which the engine updates and saves.
     level="output" (the injection ablation) targets the EMA's final normed hidden state instead; that needs
-    the full forward. precision: "fp32" (the paper's code: the fp32 EMA outside autocast) or "bf16".
-    norm / norm_alpha: `normalise_targets`; "spatial" statistics come from the cell positions 1.. (the class
-    position 0 is normalised with them).
+    the full forward. options: precision ("fp32", the paper's code: the fp32 EMA outside autocast, or "bf16")
+    and norm / norm_alpha (`normalise_targets`; "spatial" statistics come from the cell positions 1.., the
+    class position 0 is normalised with them).
     """
 
     teacher_space = "sequence"
 
     def __init__(
-        self, ema_model: nn.Module, depth: int, level: Literal["internal", "output"] = "internal",
-        precision: str = "fp32", norm: str = "none", norm_alpha: float = SPATIAL_ALPHA,
+        self, ema: Any, depth: int, level: Literal["internal", "output"] = "internal",
+        options: Optional[TargetOptions] = None, owns_ema: bool = True,
     ) -> None:
         if level not in ("internal", "output"):
             raise ValueError(f"level must be 'internal' or 'output', got {level!r}")
-        if precision not in TEACHER_PRECISIONS:
-            raise ValueError(f"precision must be one of {TEACHER_PRECISIONS}, got {precision!r}")
-        self.model = ema_model
+        self.ema = ema
         self.depth = int(depth)
         self.level = level
-        self.precision = precision
-        self.norm, self.norm_alpha = norm, norm_alpha
+        self.options = options or TargetOptions()
+        self.owns_ema = owns_ema
 
     @property
-    def teacher_dim(self) -> int:
+    def model(self) -> nn.Module:
+        return self.ema.module
+
+    @property
+    def teacher_dim(self) -> int:  # type: ignore[override]
         # LlamaGen name of the token embedding; its width is the residual stream's.
         return int(self.model.tok_embeddings.weight.shape[1])
 
@@ -58,9 +61,27 @@ class EMATeacher:
     def __call__(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # eval() every call: cheap, and it guards against someone having flipped the EMA to train mode.
         self.model.eval()
-        with teacher_autocast(tokens.device, self.precision):
+        with teacher_autocast(tokens.device, self.options.precision):
             if self.level == "internal":
                 feature = self.model.forward_features(tokens, labels, self.depth)
             else:
                 feature = self.model(tokens, labels).final_hidden
-        return normalise_targets(feature.detach(), self.norm, self.norm_alpha, first=1)
+        return normalise_targets(feature.detach(), self.options.norm, self.options.norm_alpha, first=1)
+
+    def targets(self, batch: TeacherBatch) -> torch.Tensor:
+        return self(batch.codes, batch.labels)
+
+    def update(self, model: nn.Module) -> None:
+        if self.owns_ema:
+            self.ema.update(model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {STATE_KEY: self.ema.state_dict()} if self.owns_ema else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.owns_ema:
+            self.ema.load_state_dict(state[STATE_KEY])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "teacher": "ema", "decay": self.ema.decay, "depth": self.depth,
+                "level": self.level, **self.options.describe()}

@@ -18,7 +18,8 @@ import torch
 from mirai_cli.config import load_config
 from mirai_cli.engine.ema import EMA
 from mirai_cli.engine.optim import build_adamw
-from mirai_cli.engine.trainer import TrainStep, gpt_config_from
+from mirai_cli.engine.run import gpt_config_from
+from mirai_cli.engine.step import TrainStep
 from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.teachers import EMATeacher, build_encoder
 from mirai_cli.gpt.model import GPT

@@ -268,8 +268,13 @@ class TrainConfig(Section):
     lr_min_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine/linear decay: final lr = lr * ratio")
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision (bf16 on CPU with AMX and on CUDA)")
     compile: bool = Field(False, description="torch.compile the model")
-    # FSDP is not implemented yet; DDP with bf16 fits GPT-XXL (1.4B) on 80 GB GPUs.
-    parallel: Literal["ddp"] = Field("ddp", description="multi-process strategy under torchrun (DDP)")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="multi-process strategy under torchrun: ddp (a full copy per process) or fsdp (FSDP2: "
+        "weights, gradients and optimizer state sharded, for GPT-XXL and up)"
+    )
+    activation_checkpointing: bool = Field(
+        False, description="recompute each block's activations in backward (less memory, ~1/3 more compute)"
+    )
     seed: int = Field(0, ge=0, description="seed of weights, data order and dropout")
     log_every: int = Field(10, ge=1, description="steps between metric lines")
     ckpt_every: Duration = Field(5000, description="steps (or 'Nep') between checkpoints")

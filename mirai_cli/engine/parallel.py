@@ -54,12 +54,17 @@ def fully_shard_models(step_module: nn.Module, others: Sequence[nn.Module], env:
     fully_shard(step_module, mesh=mesh, mp_policy=policy)
 
 
+def strategy(env: DistEnv, parallel: str) -> str:
+    """What actually runs: 'single' (one process), 'ddp' or 'fsdp' (train.parallel, under torchrun)."""
+    return parallel if env.distributed else "single"
+
+
 def parallelize(step_module: nn.Module, others: Sequence[nn.Module], env: DistEnv, parallel: str,
                 precision: str, compile: bool, activation_checkpointing: bool) -> nn.Module:
     """The module the step calls: `step_module` itself (one process, FSDP) or its DDP wrapper."""
     if activation_checkpointing:
         checkpoint_blocks(step_module.gpt)  # type: ignore[arg-type]
-    if env.distributed and parallel == "fsdp":
+    if strategy(env, parallel) == "fsdp":
         if compile:
             for block in step_module.gpt.layers:  # type: ignore[union-attr]
                 block.compile()

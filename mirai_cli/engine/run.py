@@ -21,7 +21,7 @@ from mirai_cli.engine.ema import EMA
 from mirai_cli.engine.metrics_log import MetricsLog
 from mirai_cli.engine.monitor import Monitor
 from mirai_cli.engine.optim import build_adamw
-from mirai_cli.engine.parallel import full_state, load_full_state, parallelize, unsharded
+from mirai_cli.engine.parallel import full_state, load_full_state, parallelize, strategy, unsharded
 from mirai_cli.engine.prefetch import BatchReader, HostTeacher
 from mirai_cli.engine.run_dir import prepare_run_dir, resolve_run_dir
 from mirai_cli.engine.step import TrainStep
@@ -200,7 +200,8 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
     total_steps = to_steps(tc.duration)
     if env.is_main:  # rank 0 prepares the folder; the others wait so they never see a half-written one
         prepare_run_dir(run_dir, config, resume, {"store": str(store.path), "total_steps": total_steps,
-                                                  "world_size": env.world_size, "precision": precision})
+                                                  "world_size": env.world_size, "precision": precision,
+                                                  "parallel": strategy(env, tc.parallel)})
         clean_temporary(run_dir)
     barrier(env)
     torch.manual_seed(tc.seed)

@@ -75,11 +75,17 @@ def clean_temporary(run_dir: Path) -> list[Path]:
     return removed
 
 
-def write_error(path: Path, exc: OSError, last: Optional[tuple[int, Path]]) -> MiraiError:
-    """One line for a checkpoint that could not be written (a full disk above all)."""
-    why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-    kept = f"the last complete checkpoint {last[1]} is intact" if last else "no earlier checkpoint exists"
-    return MiraiError(f"cannot write checkpoint {path}: {why}; {kept}. Free space, then continue with --resume")
+def disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(path: Path, exc: OSError, run_dir: Path) -> MiraiError:
+    """One line for a run file that could not be written (a full disk above all); what was written stays."""
+    why = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
+    last = latest_checkpoint(run_dir)
+    kept = f"the last complete checkpoint {last[1]} is intact" if last else "no checkpoint was written yet"
+    return MiraiError(f"cannot write {path}: {why}; {kept}. Free space, then continue with --resume"
+                      + ("" if last else " (or start again)"))
 
 
 def _write_weights(path: Path, state: dict[str, torch.Tensor], gpt_config: GPTConfig) -> None:
@@ -109,7 +115,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta: dict[
         os.replace(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise write_error(final, exc, latest_checkpoint(run_dir)) from None
+        raise write_error(final, exc, run_dir) from None
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -5,20 +5,22 @@ checkpoint steps (figures, NaN guard, Ctrl-C), while the next step's data is rea
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from mirai_cli.config import MiraiConfig
-from mirai_cli.engine.checkpoints import latest_checkpoint, save_checkpoint
+from mirai_cli.engine.checkpoints import disk_full, latest_checkpoint, save_checkpoint, write_error
 from mirai_cli.engine.distributed import DistEnv, barrier, init_distributed
 from mirai_cli.engine.monitor import Reading
 from mirai_cli.engine.prefetch import Prefetcher
 from mirai_cli.engine.run import Run, build_run
+from mirai_cli.engine.run_dir import resolve_run_dir
 from mirai_cli.engine.step import StepOutput, train_step
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.gpt.config import GPTConfig
@@ -85,6 +87,23 @@ def metrics_record(done: int, out: StepOutput, reading: Reading, seconds: float,
             "tokens_per_s": tokens / seconds, "lambda": out.lambda_, **reading.losses}
 
 
+def one_line_when_disk_full(func: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
+    """A full disk while writing the run folder (preset, metrics) is one clear error, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(config: MiraiConfig, **kwargs: Any) -> TrainResult:
+        try:
+            return func(config, **kwargs)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            run_dir = Path(kwargs.get("run_dir") or resolve_run_dir(config))
+            raise write_error(Path(exc.filename or run_dir), exc, run_dir) from None
+
+    return wrapper
+
+
+@one_line_when_disk_full
 def train(config: MiraiConfig, *, resume: bool = False, run_dir: Optional[Path] = None, stop_at: Optional[int] = None,
           progress: bool = True, env: Optional[DistEnv] = None) -> TrainResult:
     """Train (or resume) the run described by `config`. `stop_at` ends this call after that many total steps

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import SafetensorError
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt.checkpoint import _read_safetensors, save_gpt_weights
@@ -75,13 +76,22 @@ def clean_temporary(run_dir: Path) -> list[Path]:
     return removed
 
 
-def disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+def disk_full(exc: BaseException, folder: Optional[Path] = None) -> bool:
+    """Whether a failed write ran out of space (safetensors and torch.save report it in their own words)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left" in str(exc):
+        return True
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
-def write_error(path: Path, exc: OSError, run_dir: Path) -> MiraiError:
+def write_error(path: Path, exc: BaseException, run_dir: Path) -> MiraiError:
     """One line for a run file that could not be written (a full disk above all); what was written stays."""
-    why = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {str(exc)[:200]}"
+    why = "the disk is full" if disk_full(exc, run_dir) else reason
     last = latest_checkpoint(run_dir)
     kept = f"the last complete checkpoint {last[1]} is intact" if last else "no checkpoint was written yet"
     return MiraiError(f"cannot write {path}: {why}; {kept}. Free space, then continue with --resume"
@@ -113,7 +123,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta: dict[
         if final.exists():  # the same step saved again (e.g. interrupted right after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as exc:
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors raise their own types
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(final, exc, run_dir) from None
     for _, old in list_checkpoints(run_dir)[:-keep_last]:

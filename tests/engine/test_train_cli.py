@@ -172,3 +172,28 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_store, tmp_p
     assert load_gpt_checkpoint(after, "raw")[1].layers == 2
     assert all(np.isfinite(r["loss"]) for r in read_metrics(after / "metrics.jsonl"))
     json.loads((after / "manifest.json").read_text())
+
+
+@pytest.mark.slow
+def test_ablate_stops_on_ctrl_c_with_130_and_the_rerun_evaluates_every_round(tiny_store, tmp_path):
+    """Ctrl-C in training used to save and run on, skipping that evaluation round for good."""
+    sets = tiny_overrides(tiny_store, tmp_path / "unused", **{
+        "train.duration": 400, "train.eval_every": 200, "train.ckpt_every": 200, "ablate.eval_samples_per_class": 3,
+        "eval.reference": str(tiny_store["npz"]), "tokenizer.checkpoint": str(tiny_store["tokenizer"]),
+        "eval.extractor": "efficientnet-lite0", "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12,
+        "ablate.baseline_seeds": 1, "data.source": str(tiny_store["npz"]), "data.store": str(tmp_path / "store")})
+    args = ["ablate", "--axis", "source", "--values", "ema", "--preset", "tiny", "--out", str(tmp_path / "study"),
+            "--quiet"]
+    for item in sets:
+        args += ["--set", item]
+    baseline = tmp_path / "study" / "runs" / "baseline"
+    proc = start_and_wait_for_metrics(args, baseline, lines=3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, (out, err)
+    assert not (baseline / "evals.jsonl").exists() and not (tmp_path / "study" / "runs" / "source-ema").exists()
+    done = mirai(*args, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for variant in ("baseline", "source-ema"):
+        evals = read_metrics(tmp_path / "study" / "runs" / variant / "evals.jsonl")
+        assert [r["step"] for r in evals] == [200, 400], variant

@@ -178,7 +178,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_store, tmp_p
 def test_ablate_stops_on_ctrl_c_with_130_and_the_rerun_evaluates_every_round(tiny_store, tmp_path):
     """Ctrl-C in training used to save and run on, skipping that evaluation round for good."""
     sets = tiny_overrides(tiny_store, tmp_path / "unused", **{
-        "train.duration": 400, "train.eval_every": 200, "train.ckpt_every": 200, "ablate.eval_samples_per_class": 3,
+        "train.duration": 200, "train.eval_every": 100, "train.ckpt_every": 100, "ablate.eval_samples_per_class": 3,
         "eval.reference": str(tiny_store["npz"]), "tokenizer.checkpoint": str(tiny_store["tokenizer"]),
         "eval.extractor": "efficientnet-lite0", "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12,
         "ablate.baseline_seeds": 1, "data.source": str(tiny_store["npz"]), "data.store": str(tmp_path / "store")})
@@ -196,4 +196,4 @@ def test_ablate_stops_on_ctrl_c_with_130_and_the_rerun_evaluates_every_round(tin
     assert done.returncode == 0, done.stderr[-3000:]
     for variant in ("baseline", "source-ema"):
         evals = read_metrics(tmp_path / "study" / "runs" / variant / "evals.jsonl")
-        assert [r["step"] for r in evals] == [200, 400], variant
+        assert [r["step"] for r in evals] == [100, 200], variant

@@ -25,7 +25,7 @@ def tiny_overrides(store_info: dict, run_dir, **extra) -> list[str]:
         "tokenizer.codebook_size": store_info["codebook"], "tokenizer.codebook_dim": 4, "tokenizer.ch": 16,
         "tokenizer.z_channels": 8, "model.layers": 2, "model.dim": 64, "model.heads": 2,
         "model.num_classes": store_info["classes"], "foresight.depth": 1, "foresight.projector_dim": 64,
-        "foresight.warmup": 0, "eval.resize": 16,
+        "foresight.warmup": 0, "eval.resize": 16, "data.val_images": 0,
         "train.global_batch_size": 16, "train.duration": 6, "train.ckpt_every": 3, "train.log_every": 1,
         "train.lr_warmup": 0, "train.precision": "fp32", "train.run_dir": str(run_dir), "train.eval_every": 3,
     }

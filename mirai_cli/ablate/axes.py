@@ -1,9 +1,10 @@
-"""Ablation axes (SPEC.md section 9): one base preset x one axis -> variants that differ only on that axis.
+"""Ablation axes (docs/method.md): one base preset x one axis -> variants that differ only on that axis.
 
 A variant is the base preset plus a few `--set` overrides. The baseline (foresight.source = "none") is
 always part of a study, so every table has the number to beat. For axes that only mean something with a
 teacher (level, layout, k, depth, lambda, warmup), the method comes from the base preset, or Mirai-E when
-the base has none; the encoder axis uses Mirai-I.
+the base has none; the encoder and encoder_layer axes use Mirai-I, and target_norm uses Mirai-I when the base
+has no teacher.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from mirai_cli.config import MiraiConfig, load_config
-from mirai_cli.config.schema import ABLATE_AXES
+from mirai_cli.config.schema import ABLATE_AXES, ENCODER_LAYERS
 from mirai_cli.errors import MiraiError
 
 Value = Union[int, float, str]
@@ -43,6 +44,8 @@ AXIS_FIELDS: dict[str, str] = {
     "lambda": "foresight.lambda",
     "encoder": "foresight.encoder",
     "warmup": "foresight.warmup",
+    "encoder_layer": "foresight.encoder_layer",
+    "target_norm": "foresight.target_norm",
 }
 
 
@@ -65,13 +68,31 @@ def default_values(axis: str, base: MiraiConfig) -> list[Value]:
         return ["dinov2-vit-s", "dinov2-vit-b", "dinov2-vit-l"]
     if axis == "warmup":
         return [0, "5ep", "15ep"]
+    if axis == "encoder_layer":
+        layers = ENCODER_LAYERS[base.foresight.encoder]
+        if not layers:
+            raise MiraiError(f"the encoder_layer axis needs an EfficientNet or DINOv2 encoder, not {base.foresight.encoder}")
+        if base.foresight.encoder.startswith("efficientnet"):
+            return [8, 16, 32]  # an 8x8 grid: 64, 128 and 256 px inputs
+        return sorted({max(1, len(layers) // 3), max(1, 2 * len(layers) // 3), len(layers)})
+    if axis == "target_norm":
+        return ["none", "layer", "spatial"]
     raise MiraiError(f"unknown ablation axis '{axis}'; choose one of {', '.join(ABLATE_AXES)}")
 
 
 def method_for(axis: str, base: MiraiConfig) -> str:
-    if axis == "encoder":
+    if axis in ("encoder", "encoder_layer"):
         return "encoder"
-    return base.foresight.source if base.foresight.source != "none" else "ema"
+    if base.foresight.source != "none":
+        return base.foresight.source
+    return "encoder" if axis == "target_norm" else "ema"
+
+
+def derived_overrides(axis: str, value: Value, base: MiraiConfig) -> list[str]:
+    """Fields an axis value fixes besides its own: an EfficientNet stage's input size (stride x grid)."""
+    if axis == "encoder_layer" and base.foresight.encoder.startswith("efficientnet"):
+        return [f"foresight.encoder_resolution={int(value) * base.grid}"]
+    return []
 
 
 def _toml_value(value: Value) -> str:
@@ -93,7 +114,7 @@ def coerce_values(axis: str, values: Sequence[Any]) -> list[Value]:
         value: Value = raw
         if isinstance(raw, str):
             text = raw.strip()
-            if axis in ("k", "depth") and text.isdigit():
+            if axis in ("k", "depth", "encoder_layer") and text.isdigit():
                 value = int(text)
             elif axis == "lambda":
                 try:
@@ -151,6 +172,7 @@ def expand(
             sets.append("foresight.lambda=" + _toml_value(value))
         else:
             sets.append(f"{AXIS_FIELDS[axis]}={_toml_value(value)}")
+        sets += derived_overrides(axis, value, base)
         for seed in seeds:
             variants.append(make(f"{axis}-{_slug(value)}", f"{axis} = {value}", value, sets, seed))
     return variants

@@ -30,9 +30,12 @@ from mirai_cli.engine.trainer import train
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation import evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
+from mirai_cli.evaluation.nll import validation_nll
 from mirai_cli.fileio import write_json
+from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
 from mirai_cli.sampling import run_sample_job
 from mirai_cli.sampling.from_config import sample_job_from_config
+from mirai_cli.tokenizer.from_config import validation_store_path
 
 Log = Callable[[str], None]
 
@@ -127,6 +130,8 @@ def run_variant(study: Study, variant: Variant, progress: bool, log: Log) -> lis
     run_dir = study.run_dir(variant)
     done = read_evals(study.evals_path(variant))
     settings, reference = eval_settings_from_config(config)
+    val_path = validation_store_path(config)
+    val_store = TokenStore.open(val_path) if val_path is not None else None
     for step in evaluation_steps(config, total, steps_per_epoch):
         if step in done:
             continue
@@ -139,24 +144,45 @@ def run_variant(study: Study, variant: Variant, progress: bool, log: Log) -> lis
         if folder is None:
             log(f"[{variant.name}] no checkpoint at step {step} (a later one exists); skipping that evaluation")
             continue
-        samples_dir = run_dir / "samples" / f"step_{step:08d}"
-        job = sample_job_from_config(config, str(folder), out_dir=str(samples_dir),
-                                     per_class=config.ablate.eval_samples_per_class)
-        t0 = time.perf_counter()
-        sampled = run_sample_job(job)
-        t1 = time.perf_counter()
-        result = evaluate(sampled.npz, reference, settings)
-        if not result.ok:
-            raise MiraiError(f"[{variant.name}] evaluation at step {step} failed: {result.failed}")
-        record = {"step": step, "values": result.values, "names": result.names, "samples": sampled.total,
-                  "extractor": result.extractor.get("name"), "sample_s": t1 - t0,
-                  "eval_s": time.perf_counter() - t1}
+        record = {"step": step, **evaluate_checkpoint(config, folder, run_dir / "samples" / f"step_{step:08d}",
+                                                      settings, reference, val_store, variant.name)}
         with open(study.evals_path(variant), "a") as handle:
             handle.write(json.dumps(record) + "\n")
         done[step] = record
-        log(f"[{variant.name}] step {step}: " + ", ".join(f"{result.names[k]} {v:.4g}" for k, v in result.values.items()
-                                                          if k in ("fid", "isc_mean", "kid_mean", "precision", "recall")))
+        log(f"[{variant.name}] step {step}: " + ", ".join(f"{record['names'][k]} {v:.4g}" for k, v in record["values"].items()
+                                                          if k in ("fid", "val_nll", "isc_mean", "precision", "recall")))
     return [done[s] for s in sorted(done)]
+
+
+def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, settings: Any, reference: Any,
+                        val_store: Optional[TokenStore], name: str) -> dict[str, Any]:
+    """One evaluation round of a checkpoint: the validation NLL (when there is a validation store) and, when
+    ablate.eval_samples_per_class > 0, class-balanced samples scored against the reference."""
+    values: dict[str, float] = {}
+    names: dict[str, str] = {}
+    record: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if val_store is not None:
+        model, _, _ = load_gpt_checkpoint(folder, weights=config.sample.weights)
+        values["val_nll"] = validation_nll(model, val_store)
+        names["val_nll"] = "val NLL"
+        record["val_s"] = time.perf_counter() - t0
+    if config.ablate.eval_samples_per_class > 0:
+        job = sample_job_from_config(config, str(folder), out_dir=str(samples_dir),
+                                     per_class=config.ablate.eval_samples_per_class)
+        t1 = time.perf_counter()
+        sampled = run_sample_job(job)
+        t2 = time.perf_counter()
+        result = evaluate(sampled.npz, reference, settings)
+        if not result.ok:
+            raise MiraiError(f"[{name}] evaluation of {folder} failed: {result.failed}")
+        values.update(result.values)
+        names.update(result.names)
+        record.update(samples=sampled.total, extractor=result.extractor.get("name"), sample_s=t2 - t1,
+                      eval_s=time.perf_counter() - t2)
+    if not values:
+        raise MiraiError("nothing to evaluate: set ablate.eval_samples_per_class > 0 or data.val_images > 0")
+    return {"values": values, "names": names, **record}
 
 
 def run_study(

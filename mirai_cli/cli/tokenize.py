@@ -48,7 +48,7 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Encode the preset's data into a sharded, resumable token store."""
-    from mirai_cli.tokenizer.from_config import encode_from_config, tokenizer_location
+    from mirai_cli.tokenizer.from_config import encode_from_config, tokenizer_location, validation_store_path
 
     if strict:
         overrides = [*(overrides or []), "data.strict=true"]
@@ -59,6 +59,10 @@ def encode(
     manifest = encode_from_config(config, tokenizer, target, show_progress=not quiet)
     console.print(f"[green]done[/]: {manifest.get('count')} images x {manifest.get('num_crops')} crops, grid "
                   f"{manifest.get('grid')} -> {target}")
+    val_store = validation_store_path(config)
+    if val_store is not None and out is None:
+        manifest = encode_from_config(config, tokenizer, show_progress=not quiet, validation=True)
+        console.print(f"[green]done[/]: {manifest.get('count')} held-out validation images -> {val_store}")
 
 
 @app.command("info")

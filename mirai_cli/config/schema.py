@@ -1,8 +1,8 @@
 """The preset schema: one pydantic model per preset section, and `MiraiConfig` that holds them all.
 
 Every field is typed, bounded where it has bounds, and carries a one-line description (shown by
-`mirai presets show --explain` and used in error messages). Cross-field rules live in `MiraiConfig`.
-Defaults follow ../shared/SPEC.md (the Mirai and LlamaGen papers).
+`mirai presets show` and used in error messages). Cross-field rules live in `MiraiConfig`.
+Defaults follow the Mirai and LlamaGen papers (docs/method.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _check_duration(value: Any) -> Union[int, str]:
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
 GPT_SIZES: dict[str, tuple[int, int, int]] = {
-    # name: (layers, dim, heads) — SPEC.md section 3.
+    # name: (layers, dim, heads) — docs/method.md, "GPT".
     "GPT-B": (12, 768, 12),
     "GPT-L": (24, 1024, 16),
     "GPT-XL": (36, 1280, 20),
@@ -44,24 +44,49 @@ GPT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 VQ_SIZES: dict[str, dict[str, Any]] = {
-    # LlamaGen's VQ-16 and VQ-8 (SPEC.md section 2).
+    # LlamaGen's VQ-16 and VQ-8 (docs/method.md, "Tokenizer").
     "VQ-16": {"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
     "VQ-8": {"ch": 128, "ch_mult": [1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},
 }
 
-ENCODERS = (
-    "dinov2-vit-s",
-    "dinov2-vit-b",
-    "dinov2-vit-l",
-    "efficientnet-lite0",
-    "efficientnet-lite1",
-    "efficientnet-lite2",
-    "tokenizer",
-)
+# Mirai-I encoders and their foresight.encoder_layer choices: EfficientNet-Lite = the stride of a stage (its
+# last block's output; input size stride x grid makes that map exactly the token grid), DINOv2 = a block,
+# 1-indexed. Torch-free so that presets validate without loading torch.
+EFFNET_STRIDES = (4, 8, 16, 32)
+ENCODER_LAYERS: dict[str, tuple[int, ...]] = {
+    "dinov2-vit-s": tuple(range(1, 13)),
+    "dinov2-vit-b": tuple(range(1, 13)),
+    "dinov2-vit-l": tuple(range(1, 25)),
+    "efficientnet-lite0": EFFNET_STRIDES,
+    "efficientnet-lite1": EFFNET_STRIDES,
+    "efficientnet-lite2": EFFNET_STRIDES,
+    "tokenizer": (),
+}
+ENCODERS = tuple(ENCODER_LAYERS)
+
+
+def encoder_layer_problem(name: str, layer: Optional[int], grid: Optional[int] = None,
+                          resolution: Optional[int] = None) -> Optional[str]:
+    """Why foresight.encoder_layer = `layer` does not work with encoder `name` (None when it does). With an
+    EfficientNet stage, an explicit resolution must make that stage's map exactly the grid x grid tokens."""
+    if layer is None or name not in ENCODER_LAYERS:
+        return None
+    layers = ENCODER_LAYERS[name]
+    if not layers:
+        return f"foresight.encoder_layer: encoder {name} has no layer choice; leave it unset"
+    stage = name.startswith("efficientnet")
+    if layer not in layers:
+        what = f"a stage stride ({', '.join(map(str, layers))})" if stage else f"a block (1..{len(layers)})"
+        return f"foresight.encoder_layer = {layer}: {name} takes {what}"
+    if stage and grid is not None and resolution is not None and resolution != layer * grid:
+        return (f"foresight.encoder_resolution = {resolution} gives {name}'s stride-{layer} stage a "
+                f"{resolution / layer:g}x{resolution / layer:g} map, not the {grid}x{grid} token grid; leave "
+                f"encoder_resolution unset (it is then {layer * grid}) or set it to {layer * grid}")
+    return None
 
 EXTRACTORS = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
-ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup")
+ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup", "encoder_layer", "target_norm")
 
 
 def fill_named_size(section: BaseModel, named: Optional[dict[str, Any]], required: tuple[str, ...]) -> None:
@@ -103,6 +128,11 @@ class DataConfig(Section):
     crop_ratio: float = Field(1.1, ge=1.0, le=2.0, description="ten-crop: resize to image_size * ratio first")
     max_images: Optional[int] = Field(None, ge=1, description="use only the first N images of the source")
     store: str = Field("runs/tokens", description="folder of the token store written by tokenize, read by train")
+    val_images: int = Field(
+        0, ge=0, description="held-out images for the validation NLL (0: none); built-in data sets take them from "
+        "their test split, other sources hold out an evenly spaced slice that training never sees",
+    )
+    val_store: Optional[str] = Field(None, description="token store of the held-out images (default: <store>-val)")
     strict: bool = Field(False, description="treat unreadable image files as fatal instead of skipping them")
     num_workers: int = Field(0, ge=0, le=64, description="data loader worker processes")
 
@@ -135,6 +165,9 @@ class TokenizerConfig(Section):
     disc_start: int = Field(20000, ge=0, description="tokenize fit: step at which the discriminator starts")
     encode_batch_size: int = Field(64, ge=1, description="tokenize encode: images per batch")
     shard_size: int = Field(4096, ge=1, description="tokenize encode: images per store shard")
+    encode_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="tokenize encode: fp32 as LlamaGen extracts codes; bf16 autocast is faster but flips some codes"
+    )
     fit_time_limit: Optional[float] = Field(None, gt=0, description="tokenize fit: stop (with a checkpoint) after this many seconds")
 
     @model_validator(mode="after")
@@ -193,6 +226,10 @@ class ForesightConfig(Section):
     border: Literal["drop", "wrap"] = Field(
         "drop", description="targets outside the grid: drop the pair, or wrap to the next row (public code)"
     )
+    align_class: bool = Field(
+        True, description="Mirai-E: every head also aligns the class position 0 with the teacher's position 0 "
+        "(the paper's code); no effect with an encoder teacher"
+    )
     depth: Optional[int] = Field(None, ge=1, description="block whose output is the student feature (1-indexed; default 2/3 of layers)")
     projector_dim: int = Field(2048, ge=1, description="hidden width of each projector MLP")
     lambda_: Union[float, list[float]] = Field(
@@ -208,6 +245,25 @@ class ForesightConfig(Section):
     encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
+    encoder_layer: Optional[int] = Field(
+        None, ge=1, description="Mirai-I: where the target is read: EfficientNet stage stride 4/8/16/32 (input "
+        "stride x grid unless encoder_resolution is set), DINOv2 block 1..depth; default the last"
+    )
+    target_norm: Literal["none", "layer", "spatial"] = Field(
+        "none", description="target normalisation: none, layer (per position over channels) or spatial (iREPA: "
+        "per image and channel over the positions)"
+    )
+    target_norm_alpha: float = Field(
+        0.6, ge=0.0, le=1.0, description="spatial target norm: fraction of the spatial mean subtracted (iREPA's 0.6)"
+    )
+    encoder_resize: Literal["bicubic", "bicubic-antialias"] = Field(
+        "bicubic", description="Mirai-I: encoder input resize: normalise then plain bicubic (the paper's code), or "
+        "bicubic antialiased when shrinking and clamped, then normalised"
+    )
+    teacher_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="precision of the foresight targets (EMA teacher, encoders): fp32 as the paper's code, "
+        "or bf16 autocast (faster on GPUs)"
+    )
     cache_teacher: bool = Field(
         False, description="Mirai-I: compute encoder features once next to the token store (small data sets; "
         "ImageNet with ten crops would need terabytes) instead of running the encoder every step"
@@ -250,6 +306,9 @@ class ForesightConfig(Section):
             raise ValueError("layout 2d has 9 default offsets; give k <= 9 or explicit offsets")
         if isinstance(self.lambda_, list) and len(self.lambda_) != self.k:
             raise ValueError(f"lambda has {len(self.lambda_)} values for k = {self.k} heads")
+        problem = encoder_layer_problem(self.encoder, self.encoder_layer)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -348,7 +407,9 @@ class AblateConfig(Section):
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="seeds; each variant runs once per seed")
     baseline_seeds: int = Field(1, ge=1, description="extra baseline runs with seeds +1, +2, ... to measure noise")
-    eval_samples_per_class: int = Field(10, ge=1, description="class-balanced samples per evaluation round")
+    eval_samples_per_class: int = Field(
+        10, ge=0, description="class-balanced samples per evaluation round (0: no sampling, validation NLL only)"
+    )
     out_dir: str = Field("runs/ablate-{axis}", description="study folder; {axis} is the axis name")
 
 
@@ -379,7 +440,7 @@ class MiraiConfig(BaseModel):
         layers = self.model.layers
         assert layers is not None
         if self.foresight.depth is None:
-            # SPEC: 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
+            # docs/method.md, "Foresight": 8 of 12 for GPT-B, 16 of 24 for L, 24 of 36 for XL: two thirds, at least 1.
             object.__setattr__(self.foresight, "depth", max(1, round(2 * layers / 3)))
         elif self.foresight.depth > layers:
             raise ValueError(f"foresight.depth = {self.foresight.depth} exceeds model.layers = {layers}")
@@ -387,6 +448,10 @@ class MiraiConfig(BaseModel):
         for offset in self.foresight.offsets or []:
             if (len(offset) == 2 and max(offset) >= grid) or (len(offset) == 1 and offset[0] >= grid * grid):
                 raise ValueError(f"foresight.offsets {offset} reaches outside the {grid}x{grid} token grid")
+        fc = self.foresight
+        problem = encoder_layer_problem(fc.encoder, fc.encoder_layer, grid, fc.encoder_resolution)
+        if problem:
+            raise ValueError(problem)
         if self.sample.classes is not None:
             bad = [c for c in self.sample.classes if c >= self.model.num_classes]
             if bad:

@@ -1,4 +1,4 @@
-"""Preprocessing as LlamaGen's code extraction (SPEC.md section 2): ADM-style resize + centre crop, then
+"""Preprocessing as LlamaGen's code extraction (docs/method.md, "Tokenizer"): ADM-style resize + centre crop, then
 ten-crop of a 1.1x crop, flip-only, or none."""
 
 from __future__ import annotations

@@ -198,7 +198,12 @@ class NpzSource(ArraySource):
 def open_source(spec: str, split: str = "train") -> ImageSource:
     """'fashion-mnist' (optionally 'fashion-mnist:test'), a path to an .npz, or a folder of class folders."""
     from mirai_cli.data.builtin import BUILTIN, open_builtin
+    from mirai_cli.data.holdout import parse_holdout_split, select_part
 
+    held = parse_holdout_split(split)
+    if held is not None:
+        base, part, count = held
+        return select_part(open_source(spec, base), part, count, split)
     name, _, sub = spec.partition(":")
     if name.lower() in BUILTIN and not Path(spec).exists():
         return open_builtin(name.lower(), sub or split)

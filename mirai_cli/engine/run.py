@@ -151,7 +151,7 @@ def build_foresight(config: MiraiConfig, store: TokenStore, gpt_cfg: GPTConfig, 
     objective = ForesightObjective.from_layout(
         (config.grid, config.grid), student_dim=gpt_cfg.dim, teacher_dim=source.teacher_dim,
         teacher_space=source.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
-        border=fc.border, hidden_dim=fc.projector_dim,
+        border=fc.border, hidden_dim=fc.projector_dim, align_class=fc.align_class,
     ).to(env.device)
     return source, objective
 

@@ -80,7 +80,7 @@ def teacher_targets(run: Run, batch: DeviceBatch) -> torch.Tensor:
     if batch.teacher is not None:
         return batch.teacher
     assert run.teacher_source is not None
-    with autocast(run.env.device, run.precision), run.teacher_unsharded():
+    with run.teacher_unsharded():  # in the teacher's own precision (foresight.teacher_precision)
         return run.teacher_source.features(batch.codes, batch.labels, batch.images, batch.crops)
 
 

@@ -15,7 +15,8 @@ from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.feature_cache import StorePixels, build_feature_cache, open_feature_cache
 from mirai_cli.foresight.teachers import EMATeacher, FrozenEncoder, build_encoder
-from mirai_cli.foresight.teachers.encoders import encoder_input_size
+from mirai_cli.foresight.teachers.encoders import cache_name, encoder_input_size
+from mirai_cli.foresight.teachers.targets import TargetOptions
 from mirai_cli.progress import make_progress
 
 
@@ -33,14 +34,16 @@ class TeacherSource:
 class EMASource(TeacherSource):
     teacher_space = "sequence"
 
-    def __init__(self, dim: int, depth: int, level: str):
+    def __init__(self, dim: int, depth: int, level: str, options: TargetOptions):
         self.teacher_dim = dim
         self.depth = depth
         self.level = level
+        self.options = options
         self.teacher: Optional[EMATeacher] = None
 
     def attach_ema(self, ema_model: nn.Module) -> None:
-        self.teacher = EMATeacher(ema_model, self.depth, self.level)  # type: ignore[arg-type]
+        o = self.options
+        self.teacher = EMATeacher(ema_model, self.depth, self.level, o.precision, o.norm, o.norm_alpha)  # type: ignore[arg-type]
 
     def features(self, codes, labels, images, crops):
         assert self.teacher is not None, "attach_ema() first"
@@ -77,6 +80,12 @@ class CachedEncoderSource(TeacherSource):
         return self.cache.get(images, crops).to(self.device, torch.float32)
 
 
+def target_options(config: MiraiConfig) -> TargetOptions:
+    fc = config.foresight
+    return TargetOptions(precision=fc.teacher_precision, resize=fc.encoder_resize, layer=fc.encoder_layer,
+                         norm=fc.target_norm, norm_alpha=fc.target_norm_alpha)
+
+
 def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.device) -> FrozenEncoder:
     fc = config.foresight
     tokenizer = None
@@ -90,13 +99,16 @@ def build_frozen_encoder(config: MiraiConfig, store: TokenStore, device: torch.d
         tokenizer, _ = load_tokenizer(path, device=device)
     return build_encoder(
         fc.encoder, (config.grid, config.grid), weights=fc.encoder_weights, resolution=fc.encoder_resolution,
-        tokenizer=tokenizer, device=device,
+        tokenizer=tokenizer, device=device, options=target_options(config),
     )
 
 
-def teacher_input_size(config: MiraiConfig) -> tuple[int, int]:
+def teacher_cache_name(config: MiraiConfig) -> str:
+    """The cache folder this preset's Mirai-I targets live in (known without loading the encoder)."""
     fc = config.foresight
-    return encoder_input_size(fc.encoder, (config.grid, config.grid), fc.encoder_resolution, config.tokenizer.downsample)
+    size = encoder_input_size(fc.encoder, (config.grid, config.grid), fc.encoder_resolution, config.tokenizer.downsample,
+                              fc.encoder_layer)
+    return cache_name(fc.encoder, size, target_options(config))
 
 
 def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.device, progress: bool = True) -> Path:
@@ -121,13 +133,13 @@ def build_teacher_source(
 ) -> TeacherSource:
     fc = config.foresight
     if fc.source == "ema":
-        return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level)
+        return EMASource(dim=config.model.dim or 0, depth=fc.depth or 1, level=fc.level, options=target_options(config))
     if fc.source == "encoder":
         if not fc.cache_teacher:
             return OnlineEncoderSource(build_frozen_encoder(config, store, device), store, device)
         if is_main:  # one process computes (or checks) the cache; the others wait for it
             ensure_feature_cache(config, store, device, progress)
         wait()
-        return CachedEncoderSource(open_feature_cache(store, fc.encoder, teacher_input_size(config)), device)
+        return CachedEncoderSource(open_feature_cache(store, teacher_cache_name(config)), device)
     raise MiraiError(f"foresight.source = {fc.source!r} has no teacher")
 

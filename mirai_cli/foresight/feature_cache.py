@@ -1,19 +1,21 @@
 """Mirai-I teacher features computed once per (image, crop) of a token store and kept next to it.
 
-Layout (inside the store folder):
-    teacher/<encoder>-<H>x<W>/manifest.json      encoder identity (name, input size, weights sha256, grid,
-                                                 mean/std) + the store identity it was made for
-    teacher/<encoder>-<H>x<W>/NNNNN.npy          float16 [n, crops, h*w, D] for store entries [k*S, (k+1)*S)
-    teacher/<encoder>-<H>x<W>/NNNNN.done.json    written last: shard k is finished
+Layout (inside the store folder; <name> = FrozenEncoder.cache_name: `<encoder>-<H>x<W>` plus a suffix per
+non-default target option, so a cache made with other settings is never reused):
+    teacher/<name>/manifest.json      encoder identity (name, input size, weights sha256, grid, mean/std,
+                                      target options) + the store identity it was made for
+    teacher/<name>/NNNNN.npy          float16 [n, crops, h*w, D] for store entries [k*S, (k+1)*S)
+    teacher/<name>/NNNNN.done.json    written last: shard k is finished
 The crops are regenerated exactly as `mirai tokenize` made them (same source, crop mode, image size, entry
 order), so entry (i, crop) of the cache is the teacher's view of the crop whose codes are codes[i, crop].
-An interrupted build redoes only unfinished shards. Size: entries x crops x h*w x D x 2 bytes (DINOv2-B on
+The encoder computes in fp32 (by default) exactly as the online teacher does; only the storage is float16, so
+a cached target equals the online one within float16 rounding: |cached - online| <= 2^-11 |online| + 1e-5
+(tests/foresight/test_feature_cache.py checks it). An interrupted build redoes only unfinished shards. Size: entries x crops x h*w x D x 2 bytes (DINOv2-B on
 ImageNet with ten crops would be ~5 TB: use the online teacher there, foresight.cache_teacher = false).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -30,16 +32,20 @@ from mirai_cli.foresight.teachers.encoders import FrozenEncoder
 from mirai_cli.foresight.teachers.pixels import uint8_to_unit
 
 KIND = "mirai-teacher-features"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fp32 targets, plain bicubic resize, target options in the identity
 MANIFEST = "manifest.json"
 # What ties a cache to the crops its store's codes came from.
 STORE_FIELDS = ("tokenizer_sha256", "source", "crop_mode", "image_size", "grid", "num_crops", "count")
-ENCODER_FIELDS = ("encoder", "timm_name", "grid", "input_size", "teacher_dim", "mean", "std", "weights_sha256")
+ENCODER_FIELDS = ("encoder", "timm_name", "grid", "input_size", "teacher_dim", "mean", "std", "weights_sha256",
+                  "precision", "resize", "layer", "norm", "norm_alpha")
 SHARD_BYTES = 256 << 20  # target shard size: bounded memory while building
+FLOAT16_MAX = 65504.0
+REBUILD = "delete it and train again with foresight.cache_teacher = true"
 
 
-def cache_path(store_path: str | Path, encoder_name: str, input_size: tuple[int, int]) -> Path:
-    return Path(store_path) / "teacher" / f"{encoder_name}-{int(input_size[0])}x{int(input_size[1])}"
+def cache_path(store_path: str | Path, name: str) -> Path:
+    """The cache folder of encoder setting `name` (FrozenEncoder.cache_name) next to a token store."""
+    return Path(store_path) / "teacher" / name
 
 
 def store_identity(store: Any) -> dict[str, Any]:
@@ -87,11 +93,10 @@ def build_feature_cache(
     *,
     batch_size: int = 64,
     shard_entries: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Compute (or finish computing) the encoder's features for every (entry, crop) of `store` (a TokenStore).
-    batch_size counts crops per encoder call. autocast_dtype: e.g. torch.bfloat16 to run the encoder in bf16.
+    """Compute (or finish computing) the encoder's features for every (entry, crop) of `store` (a TokenStore),
+    in the encoder's own target precision. batch_size counts crops per encoder call.
     progress(done_entries, total_entries) is called after each batch. Returns the cache folder."""
     grid = tuple(int(v) for v in store.manifest["grid"])
     if tuple(encoder.grid) != grid:
@@ -100,7 +105,7 @@ def build_feature_cache(
     per_entry = n_crops * hw * dim * 2
     shard_entries = int(shard_entries or max(1, SHARD_BYTES // per_entry))
     num_shards = (n_entries + shard_entries - 1) // shard_entries
-    path = cache_path(store.path, encoder.spec.name, encoder.input_size)
+    path = cache_path(store.path, encoder.cache_name)
     head = {
         "kind": KIND, "format_version": FORMAT_VERSION, "dtype": "float16",
         "encoder": encoder.describe(), "store": store_identity(store),
@@ -129,8 +134,6 @@ def build_feature_cache(
 
     pixels = StorePixels(store)
     device = next(encoder.parameters()).device
-    amp = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else contextlib.nullcontext())
     done_entries = n_entries - sum(min(shard_entries, n_entries - k * shard_entries) for k in todo)
     for k in todo:
         start, stop = k * shard_entries, min((k + 1) * shard_entries, n_entries)
@@ -141,11 +144,13 @@ def build_feature_cache(
         for i in range(start, stop):
             pending.append(pixels.entry_crops(i))
             if sum(len(p) for p in pending) >= batch_size or i == stop - 1:
-                batch = uint8_to_unit(np.concatenate(pending)).to(device)
-                with amp:
-                    feats = encoder(batch)
-                flat[row: row + len(batch)] = feats.float().cpu().numpy().astype(np.float16)
-                row += len(batch)
+                feats = encoder(uint8_to_unit(np.concatenate(pending)).to(device)).cpu()
+                if not bool(torch.isfinite(feats).all()) or float(feats.abs().max()) > FLOAT16_MAX:
+                    raise MiraiError(f"teacher features of store entries {i + 1 - len(pending)}..{i} are not finite "
+                                     "or exceed float16's range, so they cannot be cached; train with the online "
+                                     "teacher (foresight.cache_teacher = false)")
+                flat[row: row + len(feats)] = feats.numpy().astype(np.float16)
+                row += len(feats)
                 done_entries += len(pending)
                 pending = []
                 if progress is not None:
@@ -200,37 +205,32 @@ class FeatureCache:
         return torch.from_numpy(out)
 
 
-def open_feature_cache(
-    store: Any,
-    encoder_name: str,
-    input_size: tuple[int, int],
-    *,
-    expect_encoder: dict[str, Any] | None = None,
-) -> FeatureCache:
-    """Open the finished cache of `encoder_name` at `input_size` next to `store`, checking that it was made from
+def open_feature_cache(store: Any, name: str, *, expect_encoder: dict[str, Any] | None = None) -> FeatureCache:
+    """Open the finished cache `name` (FrozenEncoder.cache_name) next to `store`, checking that it was made from
     this store's crops. expect_encoder: fields of FrozenEncoder.describe() that must match (e.g. weights_sha256)."""
-    path = cache_path(store.path, encoder_name, input_size)
+    path = cache_path(store.path, name)
     if not (path / MANIFEST).is_file():
-        raise MiraiError(f"no teacher features for {encoder_name} at {input_size[0]}x{input_size[1]} next to token "
-                         f"store {store.path}: run `mirai train --cache-teacher` first")
+        raise MiraiError(f"no teacher features {name} next to token store {store.path}: train with "
+                         "foresight.cache_teacher = true to compute them")
     manifest = _read_manifest(path)
     if manifest.get("status") != "complete":
-        raise MiraiError(f"teacher feature cache {path} is incomplete: rerun `mirai train --cache-teacher` to finish it")
+        raise MiraiError(f"teacher feature cache {path} is incomplete: train again with foresight.cache_teacher = true "
+                         "to finish it")
     if manifest["store"] != store_identity(store):
         diff = [k for k in manifest["store"] if manifest["store"].get(k) != store_identity(store).get(k)]
         raise MiraiError(f"teacher feature cache {path} does not match the crops of token store {store.path} "
-                         f"(differs in {', '.join(diff)}); delete it and rerun `mirai train --cache-teacher`")
+                         f"(differs in {', '.join(diff)}); {REBUILD}")
     for key, value in (expect_encoder or {}).items():
         if key in ENCODER_FIELDS and json.loads(json.dumps(value)) != manifest["encoder"].get(key):
             raise MiraiError(f"teacher feature cache {path} was made with {key} = {manifest['encoder'].get(key)!r}, "
-                             f"this run uses {value!r}; delete it and rerun `mirai train --cache-teacher`")
+                             f"this run uses {value!r}; {REBUILD}")
     shards = []
     for k in range(int(manifest["num_shards"])):
         try:
             arr = np.load(path / f"{k:05d}.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} cannot be read ({exc}); "
-                             "delete it and rerun `mirai train --cache-teacher`") from exc
+                             f"{REBUILD}") from exc
         if arr.dtype != np.float16 or tuple(arr.shape[1:]) != tuple(manifest["shape"][1:]):
             raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} has {arr.shape} {arr.dtype}")
         shards.append(arr)

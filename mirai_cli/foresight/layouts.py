@@ -1,13 +1,15 @@
 """Which student position is aligned with which teacher feature, per foresight head.
 
-The whole index convention lives in `aligned_pairs` (SPEC.md section 4, CONTRACTS.md):
+The whole index convention lives in `aligned_pairs` (docs/method.md, "Foresight"):
 
 * cells c = 0..N-1 in raster order, cell c = (c // w, c % w);
 * the student position whose input token is cell g is sequence position g + 1 (g = 0..N-2; the class
   position 0 has seen no cell and cell N-1 is never an input);
 * head k with offset o aligns that student position with the teacher's feature at cell g + o;
 * an EMA teacher (a causal GPT) holds the feature of cell c at its sequence position c + 1, so it has
-  cells 0..N-2; a frozen encoder holds cells 0..N-1 at index c.
+  cells 0..N-2; a frozen encoder holds cells 0..N-1 at index c;
+* align_class (an EMA teacher only, as the paper's code): every head also aligns the student's sequence
+  position 0 (the class token) with the teacher's position 0, one extra pair first in each head.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ class HeadPairs:
     teacher_cells: tuple[int, ...]
     student_index: torch.Tensor  # LongTensor [P]
     teacher_index: torch.Tensor  # LongTensor [P]
+    class_pair: bool = False  # index 0 of both tensors is the (class position, class position) pair
 
     @property
     def cell_pairs(self) -> list[tuple[int, int]]:
+        """The grid-cell pairs (the class pair is not a cell pair)."""
         return list(zip(self.student_cells, self.teacher_cells))
 
     def __len__(self) -> int:
-        return len(self.student_cells)
+        return int(self.student_index.numel())
 
 
 def default_offsets(layout: Layout, k: int) -> list[tuple[int, int]]:
@@ -91,6 +95,7 @@ def aligned_pairs(
     teacher_space: TeacherSpace = "sequence",
     student_cells: Iterable[int] | None = None,
     teacher_cells: Iterable[int] | None = None,
+    align_class: bool = True,
 ) -> list[HeadPairs]:
     """Aligned (student index, teacher index) pairs for every head.
 
@@ -101,6 +106,8 @@ def aligned_pairs(
     teacher_space: "sequence" for a causal GPT teacher (cell c at index c + 1, cells 0..N-2 exist),
     "cells" for an encoder (cell c at index c, cells 0..N-1 exist).
     student_cells / teacher_cells: override which cells have a feature (default as above).
+    align_class: with a "sequence" teacher, put the pair (position 0, position 0) first in every head (the
+    paper's Mirai-E code); an encoder ("cells") has no class position, so it adds nothing there.
     """
     h, w = int(grid[0]), int(grid[1])
     if h < 1 or w < 1:
@@ -121,6 +128,8 @@ def aligned_pairs(
     students = sorted(set(range(n - 1) if student_cells is None else student_cells))
     teachers = set(default_teacher if teacher_cells is None else teacher_cells)
 
+    class_pair = bool(align_class) and teacher_space == "sequence"
+    first = [0] if class_pair else []
     heads: list[HeadPairs] = []
     for dr, dc in head_offsets:
         s_cells: list[int] = []
@@ -142,8 +151,9 @@ def aligned_pairs(
                 offset=(dr, dc),
                 student_cells=tuple(s_cells),
                 teacher_cells=tuple(t_cells),
-                student_index=torch.tensor([g + 1 for g in s_cells], dtype=torch.long),
-                teacher_index=torch.tensor([t + index_base for t in t_cells], dtype=torch.long),
+                student_index=torch.tensor(first + [g + 1 for g in s_cells], dtype=torch.long),
+                teacher_index=torch.tensor(first + [t + index_base for t in t_cells], dtype=torch.long),
+                class_pair=class_pair,
             )
         )
     return heads

@@ -52,8 +52,10 @@ class ForesightObjective(nn.Module):
         offsets: Sequence[int | Sequence[int]] | None = None,
         border: Border = "drop",
         hidden_dim: int = 2048,
+        align_class: bool = True,
     ) -> ForesightObjective:
-        heads = aligned_pairs(grid, layout, k, offsets=offsets, border=border, teacher_space=teacher_space)
+        heads = aligned_pairs(grid, layout, k, offsets=offsets, border=border, teacher_space=teacher_space,
+                              align_class=align_class)
         return cls(heads, student_dim, teacher_dim, hidden_dim)
 
     @property

@@ -8,7 +8,7 @@ from typing import Any
 
 from mirai_cli.errors import MiraiError
 
-# name: (layers, dim, heads) — LlamaGen's class-conditional sizes (SPEC.md section 3 lists B to XXL).
+# name: (layers, dim, heads) — LlamaGen's class-conditional sizes (docs/method.md, "GPT").
 NAMED_SIZES: dict[str, tuple[int, int, int]] = {
     "GPT-B": (12, 768, 12),
     "GPT-L": (24, 1024, 16),

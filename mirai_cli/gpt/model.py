@@ -1,6 +1,6 @@
 """LlamaGen's class-conditional GPT (parameter names and math match its public checkpoints).
 
-Sequence convention (CONTRACTS.md): position 0 holds the class embedding, position p >= 1 the embedding of grid
+Sequence convention (docs/method.md, "GPT"): position 0 holds the class embedding, position p >= 1 the embedding of grid
 cell p - 1; output position p predicts cell p. Three ways to run it:
 - `forward(tokens, labels)`: the whole sequence at once (training, teachers, tests);
 - `forward_features(tokens, labels, depth)`: blocks 1..depth only (the Mirai-E teacher);

@@ -10,6 +10,7 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.gpt.checkpoint import find_checkpoint_dir
 from mirai_cli.gpt.generate import SampleOptions
 from mirai_cli.sampling.job import SampleJob
+from mirai_cli.tokenizer.from_config import stated_vq_config
 
 
 def default_out_dir(source: str, weights: str, cfg_scale: float, seed: int) -> Path:
@@ -23,6 +24,16 @@ def default_out_dir(source: str, weights: str, cfg_scale: float, seed: int) -> P
         run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         return run / "samples" / f"{ckpt.name}-{tag}"
     return Path("samples") / f"{src.stem}-{tag}"
+
+
+def stated_shape(config: MiraiConfig) -> tuple[tuple[int, int, int] | None, int | None]:
+    """The model shape (layers, dim, heads) and image size the presets or --set state explicitly (None where
+    only defaults speak): what a checkpoint that records no config may take from them."""
+    m = config.model
+    said_model = bool({"size", "layers", "dim", "heads"} & m.model_fields_set)
+    shape = (m.layers, m.dim, m.heads) if said_model else None
+    image_size = config.data.image_size if "image_size" in config.data.model_fields_set else None
+    return shape, image_size  # type: ignore[return-value]
 
 
 def sample_job_from_config(
@@ -52,8 +63,12 @@ def sample_job_from_config(
         cfg_scale=cfg_scale, cfg_schedule=sc.cfg_schedule, cfg_interval=sc.cfg_interval,
         temperature=sc.temperature, top_k=sc.top_k, top_p=sc.top_p, precision=sc.precision, compile=sc.compile,
     )
+    model_shape, image_size = stated_shape(config)
     return SampleJob(
         checkpoint=source,
+        model_shape=model_shape,
+        tokenizer_config=stated_vq_config(config),
+        image_size=image_size,
         out_dir=str(out_dir or default_out_dir(source, weights, cfg_scale, seed)),
         tokenizer=tokenizer,
         default_tokenizer=config.tokenizer.checkpoint,

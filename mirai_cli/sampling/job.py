@@ -21,7 +21,7 @@ from mirai_cli.data.crops import to_uint8
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
 from mirai_cli.fileio import sha256_file
-from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+from mirai_cli.gpt.checkpoint import ShapeHints, build_from_state_dict, read_gpt_checkpoint
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
@@ -41,6 +41,8 @@ class SampleJob:
     per_class: int = 50  # default plan: this many of every class
     random_classes: int | None = None  # instead: this many uniformly random labels
     image_size: int | None = None  # default: GPT grid x tokenizer downsampling
+    model_shape: tuple[int, int, int] | None = None  # (layers, dim, heads) for files that do not record theirs
+    tokenizer_config: Any = None  # the user's VQConfig, for a tokenizer file that records none
     options: SampleOptions = field(default_factory=SampleOptions)
     batch_size: int = 32
     shard_size: int = 1000
@@ -177,9 +179,16 @@ def run_sample_job(
     device = env.device
     out_dir = Path(job.out_dir)
 
-    gpt, gpt_cfg, meta = load_gpt_checkpoint(job.checkpoint, job.weights, device=device)
+    raw = read_gpt_checkpoint(job.checkpoint, job.weights)
+    meta = raw.meta
     tok_path = _tokenizer_path(job, meta)
-    vq, vq_cfg = load_tokenizer(tok_path, device=device)
+    vq, vq_cfg = load_tokenizer(tok_path, device=device, stated=job.tokenizer_config)
+    grid = vq_cfg.grid(job.image_size) if job.image_size is not None else None
+    gpt_cfg = raw.config(ShapeHints(model=job.model_shape, grid=grid))
+    gpt = build_from_state_dict(raw.state_dict, gpt_cfg, raw.file).to(device).eval()
+    if raw.training_only:
+        log(f"{job.checkpoint}: dropped {len(raw.training_only)} training-only tensors "
+            f"({', '.join(meta['dropped'])}): sampling needs only the GPT")
     tok_sha = sha256_file(tok_path)
     size = check_fit(gpt, meta, vq_cfg, tok_path, tok_sha, job)
     labels = class_plan(

@@ -57,33 +57,47 @@ def state_dict_of(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
     raise MiraiError(f"{path} holds no tokenizer state dict (looked under 'model', 'module', 'state_dict')")
 
 
-def infer_config(sd: dict[str, torch.Tensor]) -> VQConfig:
-    """Read a VQConfig off the shapes of a LlamaGen-named state dict (VQ-16, VQ-8 or any custom size)."""
+def shape_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """What the tensor shapes of a LlamaGen-named VQ state dict determine (GroupNorm groups and the codebook's
+    L2 normalisation are not among them)."""
     try:
         ch = sd["encoder.conv_in.weight"].shape[0]
         levels = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"encoder\.conv_blocks\.(\d+)\.", k)))
-        ch_mult = []
-        for i in range(levels):
-            ch_mult.append(sd[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch)
+        ch_mult = [sd[f"encoder.conv_blocks.{i}.res.0.conv1.weight"].shape[0] // ch for i in range(levels)]
 
         def count(prefix: str) -> int:
             return 1 + max(int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k)))
 
         n_codes, dim = sd["quantize.embedding.weight"].shape
-        usage = sd["quantize.codebook_used"].shape[0] if "quantize.codebook_used" in sd else 65536
-        z = sd["encoder.conv_out.weight"].shape[0]
+        found = {
+            "ch": ch, "ch_mult": tuple(ch_mult), "num_res_blocks": count("encoder.conv_blocks.0.res."),
+            "decoder_num_res_blocks": count("decoder.conv_blocks.0.res."),
+            "z_channels": sd["encoder.conv_out.weight"].shape[0], "codebook_size": n_codes, "codebook_dim": dim,
+        }
     except (KeyError, ValueError) as e:
         raise MiraiError(f"state dict does not look like a LlamaGen VQ tokenizer (missing {e})") from e
-    widths = {ch * m for m in ch_mult} | {ch}
-    if any(w % 32 for w in widths):  # GroupNorm's group count is not in the weights; LlamaGen always uses 32
-        raise MiraiError(f"cannot tell the GroupNorm groups of a bare state dict with widths {sorted(widths)}: "
-                         "give the tokenizer config (norm_groups) explicitly")
-    groups = 32
-    return VQConfig(
-        ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=count("encoder.conv_blocks.0.res."),
-        decoder_num_res_blocks=count("decoder.conv_blocks.0.res."), z_channels=z, codebook_size=n_codes,
-        codebook_dim=dim, norm_groups=groups, usage_buffer=usage, name="inferred",
-    )
+    if "quantize.codebook_used" in sd:
+        found["usage_buffer"] = sd["quantize.codebook_used"].shape[0]
+    return {k: (int(v) if not isinstance(v, tuple) else v) for k, v in found.items()}
+
+
+def infer_config(sd: dict[str, torch.Tensor], stated: VQConfig | None = None, source: str | Path = "state dict") -> VQConfig:
+    """The config of a state dict that records none: a LlamaGen size (VQ-16, VQ-8: LlamaGen's code fixes 32
+    GroupNorm groups and an L2-normalised codebook) when the shapes are exactly one, else the user's stated
+    config; otherwise one line naming the settings to give."""
+    found = shape_config(sd)
+    for named in (VQConfig.vq16(), VQConfig.vq8()):
+        if all(getattr(named, k) == v for k, v in found.items()):
+            return named
+    if stated is not None:
+        return stated
+    def value(v: Any) -> str:
+        return "[" + ",".join(map(str, v)) + "]" if isinstance(v, tuple) else str(v)
+
+    flags = " ".join(f"--set tokenizer.{k}={value(v)}" for k, v in found.items() if k != "usage_buffer")
+    raise MiraiError(f"{source} records no config and is no LlamaGen size (VQ-16, VQ-8), and its GroupNorm groups "
+                     f"are not in the weights: give the tokenizer, e.g. --set tokenizer.size=custom {flags} "
+                     "--set tokenizer.norm_groups=<groups>")
 
 
 def check_fits(sd: dict[str, torch.Tensor], model: VQModel, path: str | Path) -> None:
@@ -103,16 +117,17 @@ def check_fits(sd: dict[str, torch.Tensor], model: VQModel, path: str | Path) ->
                              f"'{k}' (shape {list(v.shape)})")
 
 
-def load_tokenizer(path: str | Path, cfg: VQConfig | None = None,
-                   device: str | torch.device = "cpu") -> tuple[VQModel, VQConfig]:
-    """Load our checkpoint or LlamaGen's `vq_ds16_c2i.pt` strictly; eval mode. Without `cfg`, the config comes
-    from the checkpoint (ours) or from the tensor shapes (LlamaGen's: VQ-16 for the public file)."""
-    model, cfg, _ = load_tokenizer_with_extra(path, cfg, device)
+def load_tokenizer(path: str | Path, cfg: VQConfig | None = None, device: str | torch.device = "cpu", *,
+                   stated: VQConfig | None = None) -> tuple[VQModel, VQConfig]:
+    """Load our checkpoint or LlamaGen's `vq_ds16_c2i.pt` strictly; eval mode. `cfg` forces a config (checked
+    against the weights); without it the config is the one the checkpoint records (ours) or `infer_config`'s
+    (LlamaGen's; `stated`, the user's tokenizer section, fills in only for files of no LlamaGen size)."""
+    model, cfg, _ = load_tokenizer_with_extra(path, cfg, device, stated=stated)
     return model, cfg
 
 
-def load_tokenizer_with_extra(path: str | Path, cfg: VQConfig | None = None,
-                              device: str | torch.device = "cpu") -> tuple[VQModel, VQConfig, dict[str, Any]]:
+def load_tokenizer_with_extra(path: str | Path, cfg: VQConfig | None = None, device: str | torch.device = "cpu", *,
+                              stated: VQConfig | None = None) -> tuple[VQModel, VQConfig, dict[str, Any]]:
     """As load_tokenizer, plus the checkpoint's `extra` dict ({} for LlamaGen files)."""
     obj = read_checkpoint(path)
     sd = state_dict_of(obj, path)
@@ -121,11 +136,7 @@ def load_tokenizer_with_extra(path: str | Path, cfg: VQConfig | None = None,
         if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
             cfg = VQConfig.from_dict(obj["config"])
         else:
-            cfg = infer_config(sd)
-            if cfg == VQConfig.vq16():
-                cfg = VQConfig.vq16()
-            elif cfg == VQConfig.vq8():
-                cfg = VQConfig.vq8()
+            cfg = infer_config(sd, stated, path)
     model = VQModel(cfg)
     check_fits(sd, model, path)
     model.load_state_dict(sd, strict=True)

@@ -10,7 +10,7 @@ from mirai_cli.errors import MiraiError
 
 @dataclass
 class VQConfig:
-    """Architecture of a VQ tokenizer. Defaults are LlamaGen's VQ-16 (SPEC.md section 2)."""
+    """Architecture of a VQ tokenizer. Defaults are LlamaGen's VQ-16 (docs/method.md, "Tokenizer")."""
 
     ch: int = 128
     ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)

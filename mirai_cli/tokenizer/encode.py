@@ -19,6 +19,7 @@ from mirai_cli.fileio import sha256_file
 from mirai_cli.progress import make_progress, warn
 from mirai_cli.runtime import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import load_tokenizer_with_extra, resolve_tokenizer_path
+from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]  # crops, labels, indices, skipped
@@ -105,9 +106,10 @@ def encode_store(
     split: str = "train",
     batch_size: int = 32,
     shard_size: int = 4096,
-    precision: str = "bf16",
+    precision: str = "fp32",
     device: str = "auto",
     strict: bool = False,
+    stated: VQConfig | None = None,
     limit: int | None = None,
     extra: dict[str, Any] | None = None,
     show_progress: bool = True,
@@ -116,8 +118,10 @@ def encode_store(
 ) -> dict[str, Any]:
     """Encode every image of `source` (crops per `crop_mode`) with the tokenizer checkpoint into a token store
     at `out`. Continues an unfinished store; returns the final manifest. `image_size` defaults to the size the
-    tokenizer was trained at (256 for LlamaGen's). `batch_size` counts images (each gives 1, 2 or 10 crops).
-    `extra` (e.g. the resolved preset) is stored in the manifest as is."""
+    tokenizer records (ours do). `batch_size` counts images (each gives 1, 2 or 10 crops). precision: "fp32"
+    (default, as LlamaGen extracts codes) or "bf16" autocast (faster on GPUs, flips some codes). stated: the
+    user's tokenizer config, for a checkpoint that records none (see `infer_config`). `extra` (e.g. the resolved
+    preset) is stored in the manifest as is."""
     out = Path(out)
     n_crops = num_crops(crop_mode)
     if batch_size < 1 or shard_size < 1:
@@ -126,8 +130,12 @@ def encode_store(
     prec = resolve_precision(precision, dev)
     tok_file = resolve_tokenizer_path(tokenizer)
     sha = sha256_file(tok_file)
-    model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev)
-    image_size = int(image_size or tok_extra.get("image_size") or 256)
+    model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev, stated=stated)
+    image_size = image_size or tok_extra.get("image_size")
+    if not image_size:
+        raise MiraiError(f"{tok_file} does not record the image size it was trained at: give it, e.g. "
+                         "--set data.image_size=256")
+    image_size = int(image_size)
     grid = cfg.grid(image_size)
     src = open_source(source, split)
     count = len(src) if limit is None else min(len(src), int(limit))

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.toml_writer import config_to_dict
+from mirai_cli.data.holdout import training_and_validation_splits
 from mirai_cli.errors import MiraiError
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.encode import encode_store
@@ -25,6 +26,13 @@ def vq_config_from(config: MiraiConfig) -> VQConfig:
         codebook_dim=t.codebook_dim, dropout=t.dropout, beta=t.beta, norm_groups=t.norm_groups,
         name=t.size if t.size != "custom" else "custom",
     )
+
+
+def stated_vq_config(config: MiraiConfig) -> Optional[VQConfig]:
+    """The tokenizer config when the presets or --set state its shape (size or a shape field), else None: what a
+    checkpoint that records no config may take from them."""
+    said = {"size", "ch", "ch_mult", "z_channels", "codebook_size", "codebook_dim", "norm_groups"}
+    return vq_config_from(config) if said & config.tokenizer.model_fields_set else None
 
 
 def tokenizer_location(config: MiraiConfig) -> Path:
@@ -46,14 +54,29 @@ def fit_config_from(config: MiraiConfig, out_dir: Optional[Path] = None, show_pr
     )
 
 
+def validation_store_path(config: MiraiConfig) -> Optional[Path]:
+    """Where the held-out images' token store lives (None when data.val_images is 0)."""
+    if config.data.val_images <= 0:
+        return None
+    return Path(config.data.val_store or config.data.store.rstrip("/") + "-val")
+
+
 def encode_from_config(config: MiraiConfig, tokenizer: Optional[Path] = None, store: Optional[Path] = None,
-                       show_progress: bool = True, log: Optional[Log] = None) -> dict:
+                       show_progress: bool = True, log: Optional[Log] = None, validation: bool = False) -> dict:
+    """Encode the training images (or, with `validation`, the held-out ones) into their token store."""
     d, t = config.data, config.tokenizer
     kwargs = {"log": log} if log else {}
+    train_split, val_split, val_limit = training_and_validation_splits(d.source, d.split, d.val_images)
+    if validation:
+        if val_split is None:
+            raise MiraiError("no validation images: set data.val_images to a number of held-out images")
+        split, limit, default_store = val_split, val_limit, validation_store_path(config)
+    else:
+        split, limit, default_store = train_split, d.max_images, Path(d.store)
     return encode_store(
-        tokenizer or tokenizer_location(config), d.source, store or Path(d.store), image_size=d.image_size,
-        crop_mode=d.crop, crop_ratio=d.crop_ratio, split=d.split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
-        precision=config.train.precision, strict=d.strict, limit=d.max_images,
+        tokenizer or tokenizer_location(config), d.source, store or default_store, image_size=d.image_size,
+        crop_mode=d.crop, crop_ratio=d.crop_ratio, split=split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
+        precision=t.encode_precision, strict=d.strict, limit=limit, stated=stated_vq_config(config),
         extra={"preset": config_to_dict(config)}, show_progress=show_progress, **kwargs,
     )
 
@@ -82,4 +105,9 @@ def ensure_tokenizer_and_store(config: MiraiConfig, show_progress: bool = True, 
     if not complete:
         log(f"encoding {config.data.source} into {config.data.store}")
     encode_from_config(config, show_progress=show_progress, log=log)
+    val_store = validation_store_path(config)
+    if val_store is not None:
+        if not (val_store / "manifest.json").is_file():
+            log(f"encoding {config.data.val_images} held-out validation images into {val_store}")
+        encode_from_config(config, show_progress=show_progress, log=log, validation=True)
     return fitted

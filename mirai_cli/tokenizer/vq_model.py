@@ -1,5 +1,5 @@
 """LlamaGen's VQ tokenizer (encoder, quantiser, decoder) with LlamaGen's exact parameter names, so public
-`vq_ds16_c2i.pt` weights load with strict=True. Written from the published architecture (SPEC.md section 2)."""
+`vq_ds16_c2i.pt` weights load with strict=True. Written from the published architecture (docs/method.md, "Tokenizer")."""
 
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ ALLOWED = {
     "lambda": {"foresight.lambda", "foresight.source"},
     "encoder": {"foresight.encoder", "foresight.source"},
     "warmup": {"foresight.warmup", "foresight.source"},
+    "encoder_layer": {"foresight.encoder_layer", "foresight.encoder_resolution", "foresight.source"},
+    "target_norm": {"foresight.target_norm", "foresight.source"},
 }
 
 

@@ -8,33 +8,47 @@ from mirai_testdata import tiny_overrides
 
 from mirai_cli.ablate.report import write_report
 from mirai_cli.ablate.runner import plan_study, run_study
+from mirai_cli.tokenizer.from_config import encode_from_config
 
 
-def study_overrides(tiny_store, tmp_path):
+def study_overrides(tiny_store, tmp_path, **extra):
     return tiny_overrides(tiny_store, tmp_path / "unused", **{
         "train.duration": 4, "train.eval_every": 2, "train.ckpt_every": 2, "ablate.eval_samples_per_class": 3,
         "eval.reference": str(tiny_store["npz"]), "tokenizer.checkpoint": str(tiny_store["tokenizer"]), "eval.extractor": "efficientnet-lite0",
         "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12, "ablate.baseline_seeds": 1,
+        **extra,
     })
 
 
 def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny_store, tmp_path):
-    overrides = study_overrides(tiny_store, tmp_path)
+    overrides = study_overrides(tiny_store, tmp_path, **{
+        "data.source": str(tiny_store["npz"]), "data.val_images": 16, "data.val_store": str(tmp_path / "val"),
+        "ablate.baseline_seeds": 2})
     study = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "study")
-    assert [v.name for v in study.variants] == ["baseline", "source-ema"]
+    assert [v.name for v in study.variants] == ["baseline", "baseline-s1", "source-ema"]
+    encode_from_config(study.variants[0].config, show_progress=False, validation=True)
     results = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
     assert [r["step"] for r in results["baseline"]] == [2, 4]
+    assert all(r["values"]["val_nll"] > 0 for recs in results.values() for r in recs)
     report = write_report(study.root, study.variants, results, "source")
     md = (study.root / "report.md").read_text()
-    for column in ["variant", "source", "FD-effnet-lite0", "IS-effnet-lite0", "KD-effnet-lite0", "Precision",
-                   "Recall", "@2", "@4", "steps to baseline", "speed-up"]:
+    for column in ["variant", "source", "seeds", "FD-effnet-lite0 mean ± sd", "FD-effnet-lite0 95% CI",
+                   "val NLL mean ± sd", "val NLL 95% CI", "IS-effnet-lite0", "KD-effnet-lite0", "Precision",
+                   "Recall", "@2", "@4", "steps to baseline FD-effnet-lite0 [95% CI]",
+                   "speed-up FD-effnet-lite0 [95% CI]", "steps to baseline val NLL [95% CI]",
+                   "speed-up val NLL [95% CI]", "Runs:"]:
         assert column in md, (column, md)
     csv_header = (study.root / "report.csv").read_text().splitlines()[0]
-    assert "steps to baseline" in csv_header
+    assert "steps to baseline val NLL [95% CI]" in csv_header
     data = json.loads((study.root / "report.json").read_text())
-    assert {row["variant"] for row in data["rows"]} == {"baseline", "source-ema"}
-    assert all(row["fid"] is not None and row["fid"] >= 0 for row in data["rows"])
-    assert report["rows"][0]["steps_to_baseline_final"] in (2, 4)  # the baseline reaches its own final value
+    assert [row["variant"] for row in data["rows"]] == ["baseline", "source-ema"]
+    assert {run["variant"] for run in data["runs"]} == {"baseline", "baseline-s1", "source-ema"}
+    base = report["rows"][0]
+    assert base["seeds"] == [0, 1] and base["fid"]["n"] == 2 and base["fid"]["sd"] is not None
+    assert base["fid"]["ci95"][0] <= base["fid"]["mean"] <= base["fid"]["ci95"][1]
+    assert set(base["val_nll_by_step"]) == {2, 4}
+    # the baseline's own mean curve reaches its final mean at the last step, or earlier
+    assert 2 <= base["fid_reach"]["steps"] <= 4 and 2 <= base["val_nll_reach"]["steps"] <= 4
     assert (study.root / "convergence.png").stat().st_size > 1000
     assert (study.root / "grid_baseline.png").is_file() and (study.root / "grid_source-ema.png").is_file()
 
@@ -70,6 +84,7 @@ def test_variants_in_parallel_processes_give_the_same_numbers(tiny_store, tmp_pa
     b = run_study(parallel, ["tiny"], overrides, progress=False, log=lambda m: None, jobs=2, values=["ema"])
     assert set(b) == {"baseline", "source-ema"}
     for name in a:  # the child processes use torch's default thread count: float sums differ in the last bits
+        assert len(a[name]) == len(b[name])
         for ra, rb in zip(a[name], b[name]):
             assert ra["step"] == rb["step"]
             assert ra["values"]["fid"] == pytest.approx(rb["values"]["fid"], rel=0.02)

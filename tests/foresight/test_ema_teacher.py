@@ -95,3 +95,16 @@ def test_foresight_loss_goes_down_when_training_the_projectors():
         loss.backward()
         opt.step()
     assert loss.item() < first - 1.0  # from about 0 towards -3 (three heads, perfect alignment)
+
+
+def test_class_pair_is_in_every_heads_loss():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 16, 24), torch.randn(2, 16, 12)
+    objective = ForesightObjective.from_layout((4, 4), 24, 12, "sequence", "2d", 3, hidden_dim=32)
+    losses = objective(student, teacher, [1.0, 1.0, 1.0])
+    # head 1 (right neighbour) by hand: the class pair (0, 0), then student g + 1 -> teacher g + 2
+    s_idx = [0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14]
+    t_idx = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
+    pred = objective.projectors[1](student[:, s_idx])
+    expect = -torch.nn.functional.cosine_similarity(pred, teacher[:, t_idx], dim=-1).mean()
+    assert torch.allclose(losses["foresight_h1"], expect, atol=1e-6)

@@ -32,15 +32,47 @@ def test_dinov2_patch_tokens_on_the_token_grid():
     x = pixels()
     out = enc(x)
     assert out.shape == (2, 4, 384) and not out.requires_grad and enc.input_size == (28, 28)
-    # by hand: bicubic to 28 px, ImageNet mean/std, final-norm tokens without the class token, raster order
-    ref_in = (F.interpolate(x, size=(28, 28), mode="bicubic", align_corners=False).clamp(0, 1)
-              - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    # by hand, as the paper's code: ImageNet mean/std, then plain bicubic to 28 px (no antialias, no clamp);
+    # final-norm tokens without the class token, raster order
+    normed = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    ref_in = F.interpolate(normed, size=(28, 28), mode="bicubic", align_corners=False)
     with torch.no_grad():
         tokens = enc.backbone.forward_features(ref_in)
     assert torch.allclose(out, tokens[:, 1:], atol=1e-5)
     assert all(not p.requires_grad for p in enc.parameters())
     enc.train()
     assert not enc.backbone.training  # stays frozen
+
+
+def test_resize_options():
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    m, s = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+    plain = prepare_pixels(x, (16, 16), mean, std)  # the default: the paper's code
+    assert torch.equal(plain, F.interpolate((x - m) / s, size=(16, 16), mode="bicubic", align_corners=False))
+    aa = prepare_pixels(x, (16, 16), mean, std, resize="bicubic-antialias")
+    want = (F.interpolate(x, size=(16, 16), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1) - m) / s
+    assert torch.equal(aa, want) and not torch.allclose(aa, plain, atol=1e-2)
+    up = prepare_pixels(x, (64, 64), mean, std)  # no clamp: bicubic overshoot survives
+    assert up.max() > ((1 - m) / s).max() or up.min() < ((0 - m) / s).min()
+
+
+def test_targets_are_fp32_by_default_even_inside_autocast():
+    from mirai_cli.foresight.teachers.targets import TargetOptions
+
+    torch.manual_seed(0)
+    enc = build_encoder("efficientnet-lite0", (2, 2), pretrained=False)
+    x = pixels(2, 16)
+    plain = enc(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the training step's region
+        inside = enc(x)
+    assert inside.dtype == torch.float32 and torch.equal(inside, plain)
+    fast = build_encoder("efficientnet-lite0", (2, 2), pretrained=False, options=TargetOptions(precision="bf16"))
+    fast.load_state_dict(enc.state_dict())
+    out = fast(x)
+    assert out.dtype == torch.float32 and torch.allclose(out, plain, rtol=0.1, atol=0.1 * plain.abs().max().item())
+    with pytest.raises(MiraiError, match="teacher_precision"):
+        TargetOptions(precision="fp16")
 
 
 def test_finer_maps_are_area_averaged_to_the_grid():

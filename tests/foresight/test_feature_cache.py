@@ -39,19 +39,24 @@ def test_cache_holds_the_encoder_features_of_the_exact_crops(tiny_store):
     enc = build_encoder("tokenizer", store.grid, tokenizer=vq)
     calls = []
     path = build_feature_cache(store, enc, batch_size=5, shard_entries=3, progress=lambda d, t: calls.append((d, t)))
-    assert path == cache_path(root / "store", "tokenizer", (16, 16)) and calls[-1] == (7, 7)
-    cache = open_feature_cache(store, "tokenizer", (16, 16), expect_encoder={"weights_sha256": enc.weights_sha256})
+    assert path == cache_path(root / "store", "tokenizer-16x16") and calls[-1] == (7, 7)
+    cache = open_feature_cache(store, "tokenizer-16x16", expect_encoder={"weights_sha256": enc.weights_sha256})
     assert cache.shape == (7, 2, 16, 16) and cache.teacher_dim == 16
     for i, crop in [(0, 0), (4, 1), (6, 1)]:
         crops = make_crops(images[store.source_index[i]], 16, "flip")
         want = enc(uint8_to_unit(crops[crop:crop + 1]))[0]
         got = cache.get([i], [crop])[0].float()
-        assert torch.allclose(got, want, atol=2e-3 * want.abs().max().item())
+        # the stated tolerance (feature_cache docstring): float16 storage of the same fp32 targets
+        assert want.dtype == torch.float32
+        assert ((got - want).abs() <= 2.0**-11 * want.abs() + 1e-5).all()
     # the online path sees the same pixels
     online = StorePixels(store).get([4], [1])
     assert torch.equal(online, uint8_to_unit(make_crops(images[store.source_index[4]], 16, "flip")[1:2]))
     batch = cache.get([6, 0, 3], [0, 1, 1])
     assert batch.shape == (3, 16, 16) and batch.dtype == torch.float16
+    # the online Mirai-I path (pixels of the batch's crops -> encoder) gives the cached targets
+    online_targets = enc(StorePixels(store).get([6, 0, 3], [0, 1, 1]))
+    assert ((batch.float() - online_targets).abs() <= 2.0**-11 * online_targets.abs() + 1e-5).all()
 
 
 def test_resume_redoes_only_missing_shards_with_the_same_bytes(tiny_store):
@@ -76,12 +81,25 @@ def test_mismatches_are_one_clear_error(tiny_store, tmp_path):
     enc = build_encoder("tokenizer", store.grid, tokenizer=vq)
     build_feature_cache(store, enc, shard_entries=3)
     with pytest.raises(MiraiError, match="weights_sha256"):
-        open_feature_cache(store, "tokenizer", (16, 16), expect_encoder={"weights_sha256": "0" * 64})
-    with pytest.raises(MiraiError, match="cache-teacher"):
-        open_feature_cache(store, "efficientnet-lite0", (128, 128))
+        open_feature_cache(store, "tokenizer-16x16", expect_encoder={"weights_sha256": "0" * 64})
+    with pytest.raises(MiraiError, match="cache_teacher = true"):
+        open_feature_cache(store, "efficientnet-lite0-128x128")
     store.manifest = dict(store.manifest, crop_mode="none")  # codes from other crops than the cache's
     with pytest.raises(MiraiError, match="crop_mode"):
-        open_feature_cache(store, "tokenizer", (16, 16))
+        open_feature_cache(store, "tokenizer-16x16")
     other = build_encoder("tokenizer", (2, 2), tokenizer=vq)
     with pytest.raises(MiraiError, match="grid"):
         build_feature_cache(TokenStore.open(root / "store"), other)
+
+
+def test_other_target_options_make_another_cache(tiny_store):
+    from mirai_cli.foresight.teachers.targets import TargetOptions
+
+    root, vq, _ = tiny_store
+    store = TokenStore.open(root / "store")
+    default = build_encoder("tokenizer", store.grid, tokenizer=vq)
+    fast = build_encoder("tokenizer", store.grid, tokenizer=vq, options=TargetOptions(precision="bf16"))
+    assert default.cache_name == "tokenizer-16x16" and fast.cache_name == "tokenizer-16x16-bf16"
+    a, b = build_feature_cache(store, default, shard_entries=3), build_feature_cache(store, fast, shard_entries=3)
+    assert a != b and json.loads((b / "manifest.json").read_text())["encoder"]["precision"] == "bf16"
+    assert json.loads((a / "manifest.json").read_text())["encoder"]["precision"] == "fp32"

@@ -31,11 +31,29 @@ def test_2d_k3_ema_teacher_golden():
         # the cell below: rows 0..2 only; (11, 15) dropped for the same reason
         [(0, 4), (1, 5), (2, 6), (3, 7), (4, 8), (5, 9), (6, 10), (7, 11), (8, 12), (9, 13), (10, 14)],
     ]
-    # sequence indices: student cell g is position g+1, the EMA teacher's cell c is position c+1
+    # sequence indices: student cell g is position g+1, the EMA teacher's cell c is position c+1; by default
+    # (align_class, the paper's code) every head starts with the class pair (position 0, position 0)
     right = heads[1]
-    assert right.student_index.tolist() == [1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14]
-    assert right.teacher_index.tolist() == [2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
+    assert right.student_index.tolist() == [0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14]
+    assert right.teacher_index.tolist() == [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
+    assert heads[2].student_index.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert heads[2].teacher_index.tolist() == [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert heads[0].student_index.tolist() == heads[0].teacher_index.tolist() == list(range(0, 16))
+    assert all(h.class_pair for h in heads) and [len(h) for h in heads] == [16, 12, 12]
+
+
+def test_align_class_off_and_encoder_teacher():
+    heads = aligned_pairs((4, 4), "2d", 3, teacher_space="sequence", align_class=False)
+    assert heads[1].student_index.tolist() == [1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14]
+    assert heads[1].teacher_index.tolist() == [2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
     assert heads[0].student_index.tolist() == heads[0].teacher_index.tolist() == list(range(1, 16))
+    assert not any(h.class_pair for h in heads) and [len(h) for h in heads] == [15, 11, 11]
+    # an encoder has no class position: align_class adds nothing there
+    on = aligned_pairs((4, 4), "2d", 3, teacher_space="cells", align_class=True)
+    off = aligned_pairs((4, 4), "2d", 3, teacher_space="cells", align_class=False)
+    assert [h.student_index.tolist() for h in on] == [h.student_index.tolist() for h in off]
+    assert [h.teacher_index.tolist() for h in on] == [h.teacher_index.tolist() for h in off]
+    assert not any(h.class_pair for h in on)
 
 
 def test_2d_k3_encoder_teacher_golden():

@@ -9,9 +9,16 @@ import torch
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt import GPT, GPTConfig
-from mirai_cli.gpt.checkpoint import check_fits, infer_config, load_gpt_checkpoint, save_gpt_weights
+from mirai_cli.gpt.checkpoint import (
+    ShapeHints,
+    check_fits,
+    infer_config,
+    load_gpt_checkpoint,
+    save_gpt_weights,
+)
 
-COMPAT = Path("/work/shared/compat/llamagen_state_dict_shapes.json")
+COMPAT = Path(__file__).resolve().parents[1] / "compat" / "llamagen_state_dict_shapes.json"
+TINY = ShapeHints(model=(2, 128, 2), grid=(4, 4))  # what a preset says about make_model()'s shape
 
 
 def make_model(seed=0, **kw) -> GPT:
@@ -74,22 +81,21 @@ def test_llamagen_pt_layouts(tmp_path, layout):
         "state_dict": {"state_dict": sd},
         "bare": sd,
         "ddp-prefix": {"model": {"module." + k: v for k, v in sd.items()}},
-        "with-args": {"model": sd, "args": argparse.Namespace(gpt_model="GPT-B")},
+        "with-args": {"model": sd, "args": argparse.Namespace(lr=1e-4, global_batch_size=256)},
     }[layout]
     path = tmp_path / "c2i_T_64.pt"
     torch.save(obj, path)
-    loaded, cfg, meta = load_gpt_checkpoint(path)
+    loaded, cfg, meta = load_gpt_checkpoint(path, hints=TINY)
     assert meta["format"] == "llamagen"
     assert (cfg.layers, cfg.dim, cfg.heads, cfg.vocab_size, cfg.num_classes, cfg.grid) == (2, 128, 2, 50, 4, (4, 4))
     torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not COMPAT.exists(), reason="compat shapes file not available")
 @pytest.mark.parametrize("name", ["GPT-B", "GPT-L", "GPT-XL"])
 def test_public_shapes_infer_the_named_config(name):
     shapes = json.loads(COMPAT.read_text())[name]
     sd = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
-    cfg = infer_config(sd, (16, 16))
+    cfg = infer_config(sd, ShapeHints(grid=(16, 16)))
     assert cfg.name == name and cfg.heads == cfg.dim // 64
     with torch.device("meta"):
         check_fits(sd, GPT(cfg), "c2i.pt")  # strict: every key, every shape
@@ -98,12 +104,69 @@ def test_public_shapes_infer_the_named_config(name):
         check_fits(sd, GPT(cfg), "c2i.pt")
 
 
-def test_grid_from_llamagen_file_name(tmp_path):
-    torch.save({"model": make_model().state_dict()}, tmp_path / "c2i_X_384.pt")
-    _, cfg, _ = load_gpt_checkpoint(tmp_path / "c2i_X_384.pt")
-    assert cfg.grid == (24, 24)
-    _, cfg, _ = load_gpt_checkpoint(tmp_path / "c2i_X_384.pt", grid=(4, 4))
-    assert cfg.grid == (4, 4)
+def test_grid_from_training_args_public_name_or_hint(tmp_path):
+    sd = make_model().state_dict()
+    args = argparse.Namespace(gpt_model="GPT-B", image_size=384, downsample_size=16)  # a custom size: not named
+    torch.save({"model": sd, "args": argparse.Namespace(image_size=64, downsample_size=16)}, tmp_path / "run.pt")
+    assert load_gpt_checkpoint(tmp_path / "run.pt", hints=TINY)[1].grid == (4, 4)  # the file's args decide
+    torch.save({"model": sd}, tmp_path / "c2i_B_384.pt")  # LlamaGen's public name, but these are not GPT-B weights
+    with pytest.raises(MiraiError, match="record its token grid"):
+        load_gpt_checkpoint(tmp_path / "c2i_B_384.pt", hints=ShapeHints(model=(2, 128, 2)))
+    torch.save({"model": sd}, tmp_path / "model.pt")
+    assert load_gpt_checkpoint(tmp_path / "model.pt", hints=TINY)[1].grid == (4, 4)  # the user's
+    with pytest.raises(MiraiError, match=r"record its token grid.*--set data\.image_size=") as e:
+        load_gpt_checkpoint(tmp_path / "model.pt", hints=ShapeHints(model=(2, 128, 2)))
+    assert "\n" not in str(e.value)
+    torch.save({"model": sd, "args": args}, tmp_path / "liar.pt")
+    with pytest.raises(MiraiError, match="args name GPT-B but its weights are 2 layers x 128"):
+        load_gpt_checkpoint(tmp_path / "liar.pt")
+
+
+def test_head_count_is_never_guessed(tmp_path):
+    """A 2-head 128-wide model used to load as 1 head (dim / 64); now heads come from the user or it stops."""
+    model = make_model()
+    torch.save({"model": model.state_dict()}, tmp_path / "m.pt")
+    with pytest.raises(MiraiError, match=r"head count is unknown.*--set model\.size=custom --set model\.layers=2 "
+                       r"--set model\.dim=128 --set model\.heads=<heads>") as e:
+        load_gpt_checkpoint(tmp_path / "m.pt", hints=ShapeHints(grid=(4, 4)))
+    assert "\n" not in str(e.value)
+    # A stated shape of other (layers, dim) says nothing about this file.
+    with pytest.raises(MiraiError, match="head count is unknown"):
+        load_gpt_checkpoint(tmp_path / "m.pt", hints=ShapeHints(model=(12, 768, 12), grid=(4, 4)))
+    loaded, cfg, _ = load_gpt_checkpoint(tmp_path / "m.pt", hints=TINY)
+    assert (cfg.layers, cfg.dim, cfg.heads) == (2, 128, 2)
+    torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
+
+
+def test_named_size_by_shapes_or_training_args(tmp_path):
+    with torch.device("meta"):
+        big = GPT(GPTConfig.named("GPT-B", vocab_size=64, num_classes=3, grid=(16, 16)))
+    sd = {k: torch.empty(v.shape, device="meta") for k, v in big.state_dict().items()}
+    cfg = infer_config(sd, source="c2i_B_384.pt")  # LlamaGen's public name gives the grid
+    assert (cfg.name, cfg.heads, cfg.grid) == ("GPT-B", 12, (24, 24))
+    with pytest.raises(MiraiError, match="token grid"):
+        infer_config(sd, source="c2i_L_384.pt")  # a public name of another size says nothing about this file
+    cfg = infer_config(sd, args={"gpt_model": "GPT-B", "image_size": 384, "downsample_size": 16})
+    assert (cfg.name, cfg.grid) == ("GPT-B", (24, 24))
+    cfg = infer_config(sd, ShapeHints(model=(12, 768, 6), grid=(16, 16)))  # the user's own 6-head GPT-B shape
+    assert (cfg.heads, cfg.name) == (6, "custom")
+
+
+def test_paper_checkpoint_projectors_are_dropped_and_reported(tmp_path):
+    model = make_model()
+    sd = dict(model.state_dict())
+    sd.update({f"projectors.{k}.net.0.weight": torch.zeros(16, 128) for k in range(3)})
+    sd["projectors.0.net.0.bias"] = torch.zeros(16)
+    torch.save({"model": sd, "args": argparse.Namespace(image_size=64, downsample_size=16)}, tmp_path / "mirai.pt")
+    loaded, _, meta = load_gpt_checkpoint(tmp_path / "mirai.pt", hints=TINY)
+    assert meta["dropped"] == ["projectors"] and meta["dropped_tensors"] == 4
+    torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "w.safetensors"),
+              metadata={"gpt_config": json.dumps(model.cfg.to_dict())})
+    loaded, cfg, meta = load_gpt_checkpoint(tmp_path / "w.safetensors")
+    assert cfg == model.cfg and meta["dropped"] == ["projectors"]
 
 
 def test_mismatches_name_the_key_and_shapes(tmp_path):
@@ -119,12 +182,12 @@ def test_mismatches_name_the_key_and_shapes(tmp_path):
     del sd["layers.1.ffn_norm.weight"]
     torch.save({"model": sd}, tmp_path / "missing.pt")
     with pytest.raises(MiraiError, match=r"layers\.1\.ffn_norm\.weight.*missing"):
-        load_gpt_checkpoint(tmp_path / "missing.pt")
+        load_gpt_checkpoint(tmp_path / "missing.pt", hints=TINY)
 
     sd = dict(model.state_dict(), **{"extra.bias": torch.zeros(3)})
     torch.save(sd, tmp_path / "extra.pt")
     with pytest.raises(MiraiError, match=r"unexpected key 'extra\.bias'"):
-        load_gpt_checkpoint(tmp_path / "extra.pt")
+        load_gpt_checkpoint(tmp_path / "extra.pt", hints=TINY)
 
 
 def test_bad_paths(tmp_path):
@@ -146,5 +209,5 @@ def test_llamagen_3b_heads_are_not_64_wide():
     with torch.device("meta"):
         big = GPT(GPTConfig.named("GPT-3B", vocab_size=16384, num_classes=1000, grid=(24, 24)))
     sd = {k: torch.empty(v.shape, device="meta") for k, v in big.state_dict().items()}
-    cfg = infer_config(sd, (24, 24))
+    cfg = infer_config(sd, ShapeHints(grid=(24, 24)))
     assert (cfg.name, cfg.heads, cfg.head_dim, cfg.ffn_hidden) == ("GPT-3B", 32, 100, 8704)

@@ -11,9 +11,7 @@ import torch
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt import GPT, GPTConfig
 
-COMPAT = Path("/work/shared/compat/llamagen_state_dict_shapes.json")
-if not COMPAT.exists():  # the repository copy, when the shared folder is not mounted
-    COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "llamagen_state_dict_shapes.json"
+COMPAT = Path(__file__).resolve().parents[1] / "compat" / "llamagen_state_dict_shapes.json"
 
 
 def tiny_cfg(**kw) -> GPTConfig:
@@ -31,7 +29,6 @@ def randomised(model: GPT, seed: int = 0) -> GPT:
     return model
 
 
-@pytest.mark.skipif(not COMPAT.exists(), reason="compat shapes file not available")
 @pytest.mark.parametrize("name", ["GPT-B", "GPT-L", "GPT-XL"])
 def test_names_shapes_and_sizes_match_llamagen(name):
     ref = json.loads(COMPAT.read_text())
@@ -53,18 +50,24 @@ def test_named_sizes_and_ffn_rounding():
         tiny_cfg(dim=24, heads=4)  # head dim 6
 
 
-def reference_logits(model: GPT, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """LlamaGen's forward, re-derived slowly in float64 from its description: class embedding then token
-    embeddings; pre-norm blocks; RoPE on interleaved pairs, the first half of the pairs turning with the row,
-    the second half with the column, frequency base^(-2j / (head_dim/2)); the class position's rotary row is
-    all zeros (cos = sin = 0), so its query and key are zero."""
-    cfg = model.cfg
-    sd = {k: v.double() for k, v in model.state_dict().items()}
-    w_ = cfg.grid[1]
-    dh = cfg.head_dim
+LLAMAGEN_ROPE_BASE = 10000.0  # LlamaGen's rope_base: a literal here, never read from our config
+
+
+def reference_logits(sd: dict, tokens: torch.Tensor, labels: torch.Tensor, *, heads: int, grid: tuple[int, int],
+                     base: float = LLAMAGEN_ROPE_BASE, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """LlamaGen's forward, re-derived slowly in float64 from its description and from nothing of ours but the
+    weights: class embedding then token embeddings; pre-norm blocks; RoPE on interleaved pairs, the first half
+    of the pairs turning with the row, the second half with the column, frequency base^(-2j / (head_dim/2));
+    the class position's rotary row is all zeros (cos = sin = 0), so its query and key are zero.
+    Returns (logits [B, T, V], the largest attention probability of every query, averaged)."""
+    sd = {k: v.double() for k, v in sd.items()}
+    dim = sd["tok_embeddings.weight"].shape[1]
+    layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("layers."))
+    w_ = grid[1]
+    dh = dim // heads
 
     def rms(x, weight):
-        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + cfg.norm_eps) * weight
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * weight
 
     def rotate(vec, pos):  # vec [dh] of one head at sequence position pos
         out = torch.zeros_like(vec)
@@ -73,39 +76,41 @@ def reference_logits(model: GPT, tokens: torch.Tensor, labels: torch.Tensor) -> 
         row, col = divmod(pos - 1, w_)
         for j in range(dh // 2):
             quarter = dh // 4
-            freq = 1.0 / cfg.rope_base ** (2 * (j % quarter) / (dh / 2))
+            freq = 1.0 / base ** (2 * (j % quarter) / (dh / 2))
             angle = (row if j < quarter else col) * freq
             c, s = math.cos(angle), math.sin(angle)
             a, b = vec[2 * j], vec[2 * j + 1]
             out[2 * j], out[2 * j + 1] = a * c - b * s, b * c + a * s
         return out
 
-    outs = []
+    outs, peaks = [], []
     for bi in range(tokens.shape[0]):
         x = [sd["cls_embedding.embedding_table.weight"][labels[bi]]]
         x += [sd["tok_embeddings.weight"][t] for t in tokens[bi, :-1]]
         x = torch.stack(x)  # [T, D]
         t_len = x.shape[0]
-        for li in range(cfg.layers):
+        for li in range(layers):
             p = f"layers.{li}."
             hn = rms(x, sd[p + "attention_norm.weight"])
             qkv = hn @ sd[p + "attention.wqkv.weight"].T
-            q, k, v = qkv[:, : cfg.dim], qkv[:, cfg.dim : 2 * cfg.dim], qkv[:, 2 * cfg.dim :]
+            q, k, v = qkv[:, :dim], qkv[:, dim : 2 * dim], qkv[:, 2 * dim :]
             heads_out = []
-            for hd in range(cfg.heads):
+            for hd in range(heads):
                 sl = slice(hd * dh, (hd + 1) * dh)
                 qh = torch.stack([rotate(q[i, sl], i) for i in range(t_len)])
                 kh = torch.stack([rotate(k[i, sl], i) for i in range(t_len)])
                 scores = qh @ kh.T / math.sqrt(dh)
                 scores = scores.masked_fill(torch.triu(torch.ones(t_len, t_len, dtype=torch.bool), 1), -math.inf)
-                heads_out.append(scores.softmax(-1) @ v[:, sl])
+                probs = scores.softmax(-1)
+                peaks.append(probs[2:].max(-1).values)  # rows 0, 1 attend to at most 2 slots
+                heads_out.append(probs @ v[:, sl])
             x = x + torch.cat(heads_out, dim=1) @ sd[p + "attention.wo.weight"].T
             hn = rms(x, sd[p + "ffn_norm.weight"])
             a = hn @ sd[p + "feed_forward.w1.weight"].T
             gate = a * torch.sigmoid(a)
             x = x + (gate * (hn @ sd[p + "feed_forward.w3.weight"].T)) @ sd[p + "feed_forward.w2.weight"].T
         outs.append(rms(x, sd["norm.weight"]) @ sd["output.weight"].T)
-    return torch.stack(outs)
+    return torch.stack(outs), torch.cat(peaks).mean()
 
 
 def test_logits_match_llamagen_math():
@@ -114,9 +119,44 @@ def test_logits_match_llamagen_math():
     tokens = torch.randint(0, 37, (2, 12))
     labels = torch.tensor([1, 5])  # 5 = the null class
     ours = model(tokens, labels).logits
-    ref = reference_logits(model, tokens, labels)
+    ref, _ = reference_logits(model.state_dict(), tokens, labels, heads=2, grid=(3, 4))
     assert ours.shape == (2, 12, 37)
     torch.testing.assert_close(ours.double(), ref, atol=2e-4, rtol=2e-4)
+
+
+def sharp_llamagen_file(path: Path, heads: int, grid: tuple[int, int]) -> dict:
+    """A LlamaGen-format checkpoint (state dict only, no config) of a non-named size whose weights are LlamaGen's
+    init scaled x8, so that attention is far from uniform and a head count, a RoPE layout or a rope base that is
+    wrong moves the logits by far more than the tolerance."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=37, num_classes=5, layers=2, dim=64, heads=heads, grid=grid))
+    with torch.no_grad():
+        for w in model.parameters():
+            if w.dim() == 2:
+                w.copy_(torch.randn_like(w) * 0.02 * 8)  # every matrix x8 (the output's zero init too)
+    sd = model.state_dict()
+    torch.save({"model": sd}, path)
+    return sd
+
+
+@pytest.mark.parametrize("heads", [2, 4])
+def test_loaded_llamagen_checkpoint_equals_an_independent_float64_llamagen(tmp_path, heads):
+    """Through the loader, as a user gets it: the head count and grid come from the user's stated shape (the
+    file records none), everything else from the shapes; compared with a re-derivation that knows only the
+    weights, the true head count, the grid and LlamaGen's base. A wrong head count (e.g. dim/64 = 1), a RoPE
+    row/column swap or a wrong base each miss by orders of magnitude more than the tolerance."""
+    from mirai_cli.gpt.checkpoint import ShapeHints, load_gpt_checkpoint
+
+    grid = (3, 4)
+    sd = sharp_llamagen_file(tmp_path / "g.pt", heads, grid)
+    model, cfg, _ = load_gpt_checkpoint(tmp_path / "g.pt", hints=ShapeHints(model=(2, 64, heads), grid=grid))
+    g = torch.Generator().manual_seed(1)
+    tokens, labels = torch.randint(0, 37, (2, 12), generator=g), torch.tensor([1, 5])
+    ref, peak = reference_logits(sd, tokens, labels, heads=heads, grid=grid)
+    # Uniform attention would give 0.16 here (the mean of 1/(p+1) over rows p = 2..11).
+    assert peak > 0.4, f"attention is too close to uniform for this test to mean anything (peak {peak:.2f})"
+    assert ref.abs().max() > 1.0
+    torch.testing.assert_close(model(tokens, labels).logits.double(), ref, atol=1e-4, rtol=1e-4)
 
 
 def test_identity_class_rope_differs_only_through_the_class_position():

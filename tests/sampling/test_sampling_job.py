@@ -251,3 +251,27 @@ def test_job_from_preset_and_tokenizer_fallback(setup, tmp_path):
         run_sample_job(job_for(bare, tmp_path / "o1", classes=[0]), env=CPU)
     res = run_sample_job(job_for(bare, tmp_path / "o2", classes=[0], default_tokenizer=str(tok)), env=CPU)
     assert res.generated == 1
+
+
+def test_llamagen_format_checkpoint_takes_heads_and_grid_from_the_user(setup, tmp_path):
+    """A paper-code checkpoint (LlamaGen layout, `projectors.*` beside the GPT, no config): sampling stops with
+    one line until the user states the shape, then drops the projectors and samples what the run samples."""
+    _, tok, run = setup
+    from safetensors.torch import load_file
+
+    sd = load_file(str(run / "checkpoints" / "step_00000010" / "ema.safetensors"))
+    sd.update({"projectors.0.net.0.weight": torch.zeros(8, 32), "projectors.0.net.0.bias": torch.zeros(8)})
+    torch.save({"model": sd}, tmp_path / "paper.pt")
+    with pytest.raises(MiraiError, match=r"head count is unknown.*--set model\.heads=") as e:
+        run_sample_job(job_for(tmp_path / "paper.pt", tmp_path / "o1", classes=[0, 2], tokenizer=str(tok),
+                               image_size=16), env=CPU)
+    assert "\n" not in str(e.value)
+    with pytest.raises(MiraiError, match=r"--set data\.image_size="):
+        run_sample_job(job_for(tmp_path / "paper.pt", tmp_path / "o1", classes=[0, 2], tokenizer=str(tok),
+                               model_shape=(2, 32, 2)), env=CPU)
+    logs: list[str] = []
+    run_sample_job(job_for(tmp_path / "paper.pt", tmp_path / "o2", classes=[0, 2], tokenizer=str(tok),
+                           model_shape=(2, 32, 2), image_size=16), env=CPU, log=logs.append)
+    assert any("dropped 2 training-only tensors (projectors)" in line for line in logs)
+    run_sample_job(job_for(run, tmp_path / "o3", classes=[0, 2]), env=CPU)
+    assert pngs(tmp_path / "o2") == pngs(tmp_path / "o3")

@@ -41,16 +41,20 @@ def test_llamagen_vq16_checkpoint_loads_strict(tmp_path):
         load_tokenizer(path, VQConfig.vq16(decoder_num_res_blocks=2))
 
 
-def test_infer_config_from_bare_state_dict(tmp_path):
+def test_bare_state_dict_of_no_llamagen_size_needs_the_stated_config(tmp_path):
     cfg = tiny_config(ch=32, ch_mult=(1, 2, 2), codebook_size=48, norm_groups=32)
     sd = VQModel(cfg).state_dict()
     torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "bare.pt")  # DDP-style names
-    _model, got = load_tokenizer(tmp_path / "bare.pt")
-    assert got == cfg
-    small = tiny_config()  # widths 16/32 with 8 groups: the group count cannot be read off the weights
+    # GroupNorm groups are not in the weights, even when every width divides by 32: never guessed.
+    with pytest.raises(MiraiError, match=r"no LlamaGen size.*--set tokenizer\.size=custom --set tokenizer\.ch=32 "
+                       r"--set tokenizer\.ch_mult=\[1,2,2\].*--set tokenizer\.norm_groups=<groups>") as e:
+        load_tokenizer(tmp_path / "bare.pt")
+    assert "\n" not in str(e.value)
+    assert load_tokenizer(tmp_path / "bare.pt", stated=cfg)[1] == cfg
+    small = tiny_config()
     torch.save(VQModel(small).state_dict(), tmp_path / "small.pt")
-    with pytest.raises(MiraiError, match="norm_groups"):
-        load_tokenizer(tmp_path / "small.pt")
+    with pytest.raises(MiraiError, match="tokenizer.*fit"):  # a stated config that does not fit names the key
+        load_tokenizer(tmp_path / "small.pt", stated=cfg)
     assert load_tokenizer(tmp_path / "small.pt", small)[1] == small
 
 

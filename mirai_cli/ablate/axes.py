@@ -92,6 +92,8 @@ def derived_overrides(axis: str, value: Value, base: MiraiConfig) -> list[str]:
     """Fields an axis value fixes besides its own: an EfficientNet stage's input size (stride x grid)."""
     if axis == "encoder_layer" and base.foresight.encoder.startswith("efficientnet"):
         return [f"foresight.encoder_resolution={int(value) * base.grid}"]
+    if axis == "encoder" and base.foresight.encoder_layer is not None:
+        return ["foresight.encoder_layer=0"]  # layers are per encoder: each one's default (last) layer
     return []
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -137,7 +138,8 @@ def run_variant(study: Study, variant: Variant, progress: bool, log: Log) -> lis
         latest = latest_checkpoint(run_dir)
         if latest is None or latest[0] < step:
             log(f"[{variant.name}] train to step {step}/{total}")
-            train(config, resume=latest is not None, run_dir=run_dir, stop_at=step, progress=progress)
+            if train(config, resume=latest is not None, run_dir=run_dir, stop_at=step, progress=progress).interrupted:
+                raise KeyboardInterrupt  # Ctrl-C: stop the study (exit 130); the rerun trains on to this round
         folder = dict((s, f) for s, f in list_checkpoints(run_dir)).get(step)
         if folder is None:
             log(f"[{variant.name}] no checkpoint at step {step} (a later one exists); skipping that evaluation")
@@ -263,7 +265,13 @@ def run_in_processes(
             log(f"[{variant.name}] started on {where} (log: {log_path})")
             running.append((variant, subprocess.Popen(base + ["--only", variant.name], env=env, stdout=handle,
                                                       stderr=subprocess.STDOUT), handle))
-        time.sleep(0.5)
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:  # the variants got Ctrl-C too (or get it now): let them save, then stop
+            for _, proc, _ in running:
+                proc.send_signal(signal.SIGINT)
+                proc.wait()
+            raise
         for item in list(running):
             variant, proc, handle = item
             if proc.poll() is not None:

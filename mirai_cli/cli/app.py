@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Optional
+
 import typer
 
 from mirai_cli import __version__
 from mirai_cli.cli import ablate, eval_cmd, plot, presets, sample, tokenize, train
+from mirai_cli.engine.threads import configure_threads
 
 app = typer.Typer(
     name="mirai",
@@ -30,9 +34,19 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version")) -> None:
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads per process (default: one per core, or the cores shared out "
+        "when several jobs run at once)"),
+) -> None:
     """mirai: tokenize, train, sample, eval, ablate."""
+    # main() put --threads into the environment before torch loaded; this covers callers that bypass main().
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def main() -> None:
+    # Before anything imports torch: its OpenMP runtime reads the thread settings once, when it loads.
+    configure_threads(sys.argv[1:])
     app()

@@ -20,11 +20,14 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Train a class-conditional GPT (with Mirai foresight if the preset asks for it)."""
+    from mirai_cli.engine import threads
     from mirai_cli.engine.distributed import init_distributed
+    from mirai_cli.engine.parallel import strategy
     from mirai_cli.engine.run_dir import resolve_run_dir
-    from mirai_cli.engine.trainer import train
+    from mirai_cli.engine.trainer import check_stop_at, train
     from mirai_cli.runtime import resolve_precision
 
+    check_stop_at(steps)
     config = config_from_options(presets, overrides)
     env = init_distributed()
     target = run_dir or resolve_run_dir(config)
@@ -37,8 +40,11 @@ def train_command(
         if fc.source != "none":
             console.print(f"  foresight: level {fc.level}, layout {fc.layout}, k {fc.k}, block {fc.depth}, "
                           f"lambda {fc.lambda_} ({fc.lambda_schedule}), warm-up {fc.warmup}")
-        console.print(f"  {t.duration} at global batch {t.global_batch_size} on {env.world_size} x {env.device.type}, "
-                      f"lr {t.lr}, {resolve_precision(t.precision, env.device)}; store {config.data.store} -> {target}{' (resume)' if resume else ''}")
+        console.print(f"  {t.duration} at global batch {t.global_batch_size} on {env.world_size} x {env.device.type} "
+                      f"({strategy(env, t.parallel)}), lr {t.lr}, {resolve_precision(t.precision, env.device)}; "
+                      f"store {config.data.store} -> {target}{' (resume)' if resume else ''}")
+        if threads.CHOSEN is not None and env.device.type == "cpu":
+            console.print(f"  {threads.CHOSEN.describe()}")
     result = train(config, resume=resume, run_dir=target, stop_at=steps, progress=not quiet, env=env)
     if env.is_main:
         status = "interrupted, checkpoint saved" if result.interrupted else "done"
@@ -47,3 +53,5 @@ def train_command(
                       + (f", loss {loss:.4f}" if loss is not None else "") + f" -> {result.run_dir}")
         if result.interrupted:
             console.print(f"continue with: mirai train ... --resume --run-dir {result.run_dir}")
+    if result.interrupted:  # `mirai train && mirai sample` must not sample a half-trained model
+        raise typer.Exit(130)

@@ -206,8 +206,8 @@ class ForesightConfig(Section):
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
     encoder_layer: Optional[int] = Field(
-        None, ge=1, description="Mirai-I: where the target is read: EfficientNet stage stride 4/8/16/32 (input "
-        "stride x grid unless encoder_resolution is set), DINOv2 block 1..depth; default the last"
+        None, ge=0, description="Mirai-I: where the target is read: EfficientNet stage stride 4/8/16/32 (input "
+        "stride x grid unless encoder_resolution is set), DINOv2 block 1..depth; unset or 0: the last"
     )
     target_norm: Literal["none", "layer", "spatial"] = Field(
         "none", description="target normalisation: none, layer (per position over channels) or spatial (iREPA: "
@@ -233,6 +233,11 @@ class ForesightConfig(Section):
     @classmethod
     def _durations(cls, value: Any) -> Union[int, str]:
         return _check_duration(value)
+
+    @field_validator("encoder_layer")
+    @classmethod
+    def _zero_is_the_default_layer(cls, value: Optional[int]) -> Optional[int]:
+        return value or None  # 0 lets --set (which cannot unset a key) go back to the encoder's last layer
 
     @field_validator("encoder")
     @classmethod
@@ -288,8 +293,13 @@ class TrainConfig(Section):
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision (bf16 on CPU with AMX and on CUDA)")
     compile: bool = Field(False, description="torch.compile the model")
     tensorboard: bool = Field(False, description="also log every metric to <run>/tensorboard (pip install 'mirai[tensorboard]')")
-    # FSDP is not implemented yet; DDP with bf16 fits GPT-XXL (1.4B) on 80 GB GPUs.
-    parallel: Literal["ddp"] = Field("ddp", description="multi-process strategy under torchrun (DDP)")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="multi-process strategy under torchrun: ddp (a full copy per process) or fsdp (FSDP2: "
+        "weights, gradients and optimizer state sharded, for GPT-XXL and up)"
+    )
+    activation_checkpointing: bool = Field(
+        False, description="recompute each block's activations in backward (less memory, ~1/3 more compute)"
+    )
     seed: int = Field(0, ge=0, description="seed of weights, data order and dropout")
     log_every: int = Field(10, ge=1, description="steps between metric lines")
     ckpt_every: Duration = Field(5000, description="steps (or 'Nep') between checkpoints")

@@ -1,14 +1,17 @@
 """Training checkpoints: `run/checkpoints/step_XXXXXXXX/` written atomically, the last K kept.
 
-A checkpoint folder holds
-- `model.safetensors`, `ema.safetensors`: plain GPT weights (LlamaGen names) -> `mirai sample` loads them;
-- `train_state.pt`: optimizer, foresight heads, EMA shadows, RNG state (tensors and plain data only, so
-  `torch.load(weights_only=True)` reads it);
+A checkpoint folder holds a run's state dict (engine/run.py, `Run.state_dict`) split into files:
+- `model.safetensors` (state "model"), `ema.safetensors` (state "sample_ema"): plain GPT weights (LlamaGen
+  names) -> `mirai sample` loads them;
+- `train_state.pt`: every other entry (optimizer, foresight heads, teacher EMA, step, RNG), tensors and plain
+  data only, so `torch.load(weights_only=True)` reads it;
 - `meta.json`: step, GPT config, tokenizer and store identity, written last: a folder without it is incomplete.
+Tensors are full (consolidated), so a checkpoint resumes at any process count and parallel strategy.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -17,12 +20,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import SafetensorError
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.gpt.checkpoint import save_gpt_weights
+from mirai_cli.gpt.checkpoint import _read_safetensors, save_gpt_weights
+from mirai_cli.gpt.config import GPTConfig
+from mirai_cli.gpt.model import GPT
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
+TMP_DIR = re.compile(r"^\.tmp_step_\d{8}_(\d+)$")
 TRAIN_STATE = "train_state.pt"
+WEIGHT_FILES = {"model": "model.safetensors", "sample_ema": "ema.safetensors"}
 
 
 def checkpoint_root(run_dir: Path) -> Path:
@@ -46,41 +54,104 @@ def latest_checkpoint(run_dir: Path) -> Optional[tuple[int, Path]]:
     return found[-1] if found else None
 
 
-def save_checkpoint(
-    run_dir: Path,
-    step: int,
-    model: torch.nn.Module,
-    ema_model: Optional[torch.nn.Module],
-    train_state: dict[str, Any],
-    meta: dict[str, Any],
-    keep_last: int,
-) -> Path:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_temporary(run_dir: Path) -> list[Path]:
+    """Remove the temporary folders of checkpoints whose writer was killed (GBs each at GPT-XL)."""
+    root = checkpoint_root(run_dir)
+    removed = []
+    for folder in root.iterdir() if root.is_dir() else []:
+        match = TMP_DIR.match(folder.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def disk_full(exc: BaseException, folder: Optional[Path] = None) -> bool:
+    """Whether a failed write ran out of space (safetensors and torch.save report it in their own words)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left" in str(exc):
+        return True
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def write_error(path: Path, exc: BaseException, run_dir: Path) -> MiraiError:
+    """One line for a run file that could not be written (a full disk above all); what was written stays."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {str(exc)[:200]}"
+    why = "the disk is full" if disk_full(exc, run_dir) else reason
+    last = latest_checkpoint(run_dir)
+    kept = f"the last complete checkpoint {last[1]} is intact" if last else "no checkpoint was written yet"
+    return MiraiError(f"cannot write {path}: {why}; {kept}. Free space, then continue with --resume"
+                      + ("" if last else " (or start again)"))
+
+
+def _write_weights(path: Path, state: dict[str, torch.Tensor], gpt_config: GPTConfig) -> None:
+    with torch.device("meta"):  # a GPT shell around the given tensors: no memory, no init
+        gpt = GPT(gpt_config)
+    gpt.load_state_dict(state, strict=True, assign=True)
+    save_gpt_weights(path, gpt)
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta: dict[str, Any],
+                    gpt_config: GPTConfig, keep_last: int) -> Path:
     """Write every file into a temporary folder, then rename it into place; then drop old checkpoints."""
     root = checkpoint_root(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp_step_{step:08d}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_gpt_weights(tmp / "model.safetensors", model)
-    if ema_model is not None:
-        save_gpt_weights(tmp / "ema.safetensors", ema_model)
-    torch.save(train_state, tmp / TRAIN_STATE)
-    (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2))
-    if final.exists():  # the same step saved again (e.g. interrupted right after a periodic save)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for key, name in WEIGHT_FILES.items():
+            if key in state:
+                _write_weights(tmp / name, state[key], gpt_config)
+        torch.save({k: v for k, v in state.items() if k not in WEIGHT_FILES}, tmp / TRAIN_STATE)
+        (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2))
+        if final.exists():  # the same step saved again (e.g. interrupted right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors raise their own types
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(final, exc, run_dir) from None
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def load_train_state(folder: Path) -> dict[str, Any]:
+def load_checkpoint(folder: Path) -> dict[str, Any]:
+    """The state dict `save_checkpoint` wrote; a damaged or truncated file is one clear error."""
+    hint = "delete that checkpoint folder to resume from the one before"
     path = folder / TRAIN_STATE
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file must not become a traceback
-        raise MiraiError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}; delete that checkpoint "
-                         "folder to resume from the one before") from None
+        raise MiraiError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}; {hint}") from None
+    for key, name in WEIGHT_FILES.items():
+        if (folder / name).is_file():
+            try:
+                state[key] = _read_safetensors(folder / name)[0]
+            except MiraiError as exc:
+                raise MiraiError(f"{exc} (truncated or damaged); {hint}") from None
+    return state
 
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    path = folder / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MiraiError(f"cannot read {path}: {exc}; delete that checkpoint folder to resume from the one before") \
+            from None

@@ -52,11 +52,10 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
+def all_reduce_sum(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.distributed and dist.is_initialized():
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= env.world_size
     return value
 
 

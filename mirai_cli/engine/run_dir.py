@@ -20,7 +20,8 @@ MANIFEST_FILE = "manifest.json"
 RESUMABLE_CHANGES = {
     ("name",), ("description",), ("train", "duration"), ("train", "log_every"), ("train", "ckpt_every"),
     ("train", "keep_last"), ("train", "eval_every"), ("train", "run_dir"), ("train", "compile"),
-    ("train", "micro_batch_size"), ("train", "tensorboard"), ("data", "num_workers"), ("sample",), ("eval",), ("ablate",),
+    ("train", "micro_batch_size"), ("train", "parallel"), ("train", "activation_checkpointing"),
+    ("train", "tensorboard"), ("data", "num_workers"), ("sample",), ("eval",), ("ablate",),
 }
 
 

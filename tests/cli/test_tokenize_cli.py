@@ -19,13 +19,14 @@ def test_fit_encode_info_decode(tmp_path):
     npz = tmp_path / "images.npz"
     np.savez(npz, images=images, labels=labels)
     args = ["--preset", "tiny", "--set", f"data.source={npz}", "--set", f"tokenizer.checkpoint={tmp_path / 'tok'}",
-            "--set", f"data.store={tmp_path / 'store'}", *TINY_VQ]
+            "--set", f"data.store={tmp_path / 'store'}", "--set", "data.val_images=8", *TINY_VQ]
     result = runner.invoke(app, ["tokenize", "fit", *args, "--quiet"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tok" / "tokenizer.pt").is_file() and "codebook usage" in result.output
     result = runner.invoke(app, ["tokenize", "encode", *args, "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "40 images x 2 crops" in " ".join(result.output.split())
+    out = " ".join(result.output.split())
+    assert "32 images x 2 crops" in out and "8 held-out validation images" in out  # 8 of 40 held out
     result = runner.invoke(app, ["tokenize", "info", str(tmp_path / "store")])
     assert result.exit_code == 0 and "complete" in result.output, result.output
     out = tmp_path / "grid.png"

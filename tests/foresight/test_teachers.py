@@ -14,7 +14,7 @@ from mirai_cli.gpt import GPT, GPTConfig
 
 
 def test_online_and_cached_teachers_agree(tiny_store, tmp_path):
-    sets = tiny_overrides(tiny_store, tmp_path / "run", **{"foresight.encoder": "tokenizer",
+    sets = tiny_overrides(tiny_store, tmp_path / "run", **{"foresight.encoder": "tokenizer", "foresight.encoder_layer": 0,
                                                            "tokenizer.checkpoint": str(tiny_store["tokenizer"])})
     online_cfg = load_config(["mirai-i", "tiny"], sets + ["foresight.cache_teacher=false"])
     cached_cfg = load_config(["mirai-i", "tiny"], sets + ["foresight.cache_teacher=true"])

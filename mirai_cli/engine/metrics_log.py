@@ -11,9 +11,12 @@ from mirai_cli.fileio import write_text
 
 
 class MetricsLog:
-    def __init__(self, path: Path, enabled: bool = True):
+    """`sink`: anything with write(record), e.g. the TensorBoard sink (train.tensorboard), gets every record too."""
+
+    def __init__(self, path: Path, enabled: bool = True, sink: Any = None):
         self.path = path
         self.enabled = enabled
+        self.sink = sink
 
     def truncate_after(self, step: int) -> None:
         """Keep lines with step <= `step` (the resumed run writes the rest again, identically)."""
@@ -34,6 +37,8 @@ class MetricsLog:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with open(self.path, "a") as handle:
             handle.write(json.dumps(clean) + "\n")
+        if self.sink is not None:
+            self.sink.write(clean)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

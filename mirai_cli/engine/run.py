@@ -33,6 +33,7 @@ from mirai_cli.foresight.teachers import Teacher
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
 from mirai_cli.runtime import resolve_precision
+from mirai_cli.tensorboard_sink import open_sink
 
 
 def gpt_config_from(config: MiraiConfig) -> GPTConfig:
@@ -214,7 +215,8 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
         step_module=step_module, model=model, optimizer=build_adamw(step_module.named_parameters(), tc.lr,
                                                                   tuple(tc.betas), tc.weight_decay, env.device),
         reader=BatchReader(store, plan, env.device, teacher.read_ahead if teacher is not None else None),
-        metrics=MetricsLog(run_dir / "metrics.jsonl", enabled=env.is_main), meta=meta,
+        metrics=MetricsLog(run_dir / "metrics.jsonl", enabled=env.is_main,
+                           sink=open_sink(run_dir, tc.tensorboard and env.is_main)), meta=meta,
     )
     if resume:
         resume_step(run)

@@ -44,7 +44,7 @@ def tiny_vq_args(root: Path, source: Path) -> list[str]:
             "data.image_size": 16, "tokenizer.ch": 16, "tokenizer.ch_mult": "[1, 2]", "tokenizer.z_channels": 8,
             "tokenizer.codebook_size": 64, "tokenizer.codebook_dim": 4, "tokenizer.fit_steps": 4,
             "tokenizer.fit_batch_size": 8, "train.precision": "fp32", "data.crop": "flip", "tokenizer.shard_size": 16,
-            "model.num_classes": 4}
+            "model.num_classes": 4, "data.val_images": 0}
     args = ["--preset", "tiny"]
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]

@@ -20,6 +20,7 @@ def study_overrides(tiny_store, tmp_path, **extra):
     })
 
 
+@pytest.mark.slow
 def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny_store, tmp_path):
     overrides = study_overrides(tiny_store, tmp_path, **{
         "data.source": str(tiny_store["npz"]), "data.val_images": 16, "data.val_store": str(tmp_path / "val"),
@@ -61,6 +62,7 @@ def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny
     assert (study.root / "runs" / "baseline" / "evals.jsonl").read_text() == evals
 
 
+@pytest.mark.slow
 def test_an_interrupted_variant_resumes_from_its_checkpoint(tiny_store, tmp_path):
     overrides = study_overrides(tiny_store, tmp_path)
     study = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "study")
@@ -74,6 +76,7 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(tiny_store, tmp_path
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # steps 1-2 once, then 3-4 after the resume
 
 
+@pytest.mark.slow
 def test_variants_in_parallel_processes_give_the_same_numbers(tiny_store, tmp_path):
     """--jobs 2 runs each variant in its own `mirai ablate --only` process; training is deterministic, so the
     numbers equal a sequential study's."""

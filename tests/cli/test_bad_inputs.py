@@ -31,6 +31,7 @@ def _image_folder(root, n, readable):
     return root
 
 
+@pytest.mark.slow
 def test_tokenize_fit_bad_state_files_and_unreadable_images(tmp_path):
     images, labels = make_class_images(24, size=16)
     np.savez(tmp_path / "d.npz", images=images, labels=labels)
@@ -68,7 +69,7 @@ def test_encode_of_unreadable_images_fails_and_never_looks_finished(tiny_store, 
     broken = _image_folder(tmp_path / "broken", 6, readable=set())
     store = tmp_path / "store"
     args = ["--preset", "tiny", "--set", f"data.source={broken}", "--set", f"data.store={store}", "--set",
-            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--quiet"]
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set", "data.val_images=0", "--quiet"]
     for _ in range(2):  # the rerun fails the same way: the failed store never became "complete"
         assert_one_line_error(mirai("tokenize", "encode", *args), "could be read", "encode again", code=2)
         assert json.loads((store / "manifest.json").read_text())["status"] == "incomplete"
@@ -100,6 +101,7 @@ def test_damaged_store_stops_at_open(tiny_store, tmp_path, part, change, fix, me
     assert_one_line_error(mirai("tokenize", "info", store), "is corrupt", message, "encode", code=2)
 
 
+@pytest.mark.slow
 def test_damaged_store_never_reaches_training(tiny_store, tmp_path):
     from mirai_testdata import tiny_overrides
 
@@ -133,5 +135,5 @@ def test_encode_strict_refuses_an_image_mode_it_cannot_convert_with_one_line(tin
     folder = _image_folder(tmp_path / "imgs", 4, readable={0, 1, 2, 3})
     Image.fromarray(np.full((16, 16), 1000.0, np.float32), "F").save(folder / "c0" / "zz.tif")
     args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={tmp_path / 'store'}", "--set",
-            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--quiet", "--strict"]
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set", "data.val_images=0", "--quiet", "--strict"]
     assert_one_line_error(mirai("tokenize", "encode", *args), "zz.tif", "32-bit float", "--strict", code=2)

@@ -26,6 +26,7 @@ def fitted(tmp_path_factory):
     return root, args
 
 
+@pytest.mark.slow
 def test_refit_never_overwrites_and_force_keeps_the_identity(fitted, tmp_path):
     root, args = fitted
     tok = root / "tok" / "tokenizer.pt"
@@ -40,6 +41,7 @@ def test_refit_never_overwrites_and_force_keeps_the_identity(fitted, tmp_path):
     assert_ok(mirai("tokenize", "encode", *args, "--quiet"))  # the store is still this tokenizer's: complete
 
 
+@pytest.mark.slow
 def test_a_second_job_stops_naming_the_holder_and_stale_locks_are_taken_over(fitted, tmp_path):
     root, args = fitted
     store = tmp_path / "store2"
@@ -57,6 +59,7 @@ def test_a_second_job_stops_naming_the_holder_and_stale_locks_are_taken_over(fit
     assert not (store / LOCK_FILE).exists()  # released at the end
 
 
+@pytest.mark.slow
 def test_run_and_sample_folders_are_locked(tiny_store, tmp_path):
     from mirai_testdata import tiny_overrides
 
@@ -93,6 +96,7 @@ def _small_files():
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_earlier_outputs_stay(fitted, tmp_path):
     root, args = fitted
     out = tmp_path / "tok"

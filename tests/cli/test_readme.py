@@ -59,7 +59,7 @@ def test_every_readme_command_parses(line):
         load_config(list(presets), list(ctx.params.get("overrides") or []))
 
 
-SHRINK = ["data.max_images=48", "data.image_size=16", "tokenizer.ch_mult=[1, 2]", "tokenizer.codebook_size=64",
+SHRINK = ["data.max_images=48", "data.val_images=8", "data.image_size=16", "tokenizer.ch_mult=[1, 2]", "tokenizer.codebook_size=64",
           "tokenizer.fit_steps=4", "tokenizer.fit_batch_size=8", "tokenizer.shard_size=32", "model.layers=2",
           "model.dim=64", "model.heads=2", "foresight.depth=1", "foresight.projector_dim=64", "foresight.warmup=0",
           "foresight.lambda_at=2", "train.duration=4", "train.global_batch_size=8", "train.ckpt_every=2",

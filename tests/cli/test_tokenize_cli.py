@@ -1,6 +1,7 @@
 """`mirai tokenize fit | encode | info | decode` through the command line on tiny data the test makes."""
 
 import numpy as np
+import pytest
 from mirai_testdata import make_class_images
 from typer.testing import CliRunner
 
@@ -11,9 +12,11 @@ runner = CliRunner()
 TINY_VQ = ["--set", "data.image_size=16", "--set", "tokenizer.ch=16", "--set", "tokenizer.ch_mult=[1, 2]",
            "--set", "tokenizer.z_channels=8", "--set", "tokenizer.codebook_size=64", "--set", "tokenizer.codebook_dim=4",
            "--set", "tokenizer.fit_steps=4", "--set", "tokenizer.fit_batch_size=8", "--set", "train.precision=fp32",
-           "--set", "data.crop=flip", "--set", "tokenizer.shard_size=16", "--set", "model.num_classes=4"]
+           "--set", "data.crop=flip", "--set", "tokenizer.shard_size=16", "--set", "model.num_classes=4",
+           "--set", "data.val_images=0"]
 
 
+@pytest.mark.slow
 def test_fit_encode_info_decode(tmp_path):
     images, labels = make_class_images(40, size=16)
     npz = tmp_path / "images.npz"

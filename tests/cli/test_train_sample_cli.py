@@ -1,6 +1,7 @@
 """`mirai train` then `mirai sample` through the command line on the tiny store."""
 
 import numpy as np
+import pytest
 from mirai_testdata import tiny_overrides
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ def sets(items):
     return out
 
 
+@pytest.mark.slow
 def test_train_then_sample_from_the_run(tiny_store, tmp_path):
     run = tmp_path / "run"
     args = ["--preset", "mirai-e", "--preset", "tiny", *sets(tiny_overrides(tiny_store, run, **{"train.duration": 2}))]

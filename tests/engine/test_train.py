@@ -30,6 +30,7 @@ def test_a_tiny_run_lowers_the_ntp_loss(tiny_store, tmp_path):
     assert {"loss", "ntp", "lr", "grad_norm", "tokens_per_s", "step_time"} <= set(records[-1])
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_losses(tiny_store, tmp_path):
     extra = {"train.duration": 6, "train.ckpt_every": 3}
     full = train(config_for(tiny_store, tmp_path / "full", ("mirai-e", "tiny"), **extra), progress=False)
@@ -107,6 +108,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_store
     assert all(torch.isfinite(p).all() for p in gpt.parameters())
 
 
+@pytest.mark.slow
 def test_mirai_i_with_cached_and_online_teacher_agree(tiny_store, tmp_path):
     """The cached features are the online encoder's features of the same crops: same losses either way."""
     common = {"foresight.encoder": "tokenizer", "foresight.encoder_layer": 0, "foresight.k": 1, "train.duration": 3,

@@ -28,6 +28,7 @@ def _cfg(npz, out, **over):
     return FitConfig(**{**base, **over})
 
 
+@pytest.mark.slow
 def test_fit_writes_everything_and_resume_is_exact(npz, tmp_path):
     r = fit_tokenizer(_cfg(npz, tmp_path / "full"), log=lambda m: None)
     assert r.steps == 6 and r.psnr > 5 and 0 < r.codebook_usage <= 1
@@ -56,6 +57,7 @@ def test_resume_with_other_tokenizer_config_is_refused(npz, tmp_path):
         fit_tokenizer(_cfg(npz, tmp_path / "o", vq=tiny_config(codebook_size=32), force=True), log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_lpips_and_patchgan_options(npz, tmp_path):
     from mirai_cli.tokenizer.lpips import vgg16_features
 

@@ -114,12 +114,13 @@ def _jpeg_folder(root: Path, n: int) -> Path:
     return root
 
 
-def ranks_workers_bench(images: int, rounds: int = 2) -> list[dict]:
+def ranks_workers_bench(images: int, rounds: int = 1) -> list[dict]:
     import os
     import subprocess
     import sys
 
     settings = [(1, 0), (1, 2), (2, 0), (2, 1)]  # (ranks, workers per rank)
+    shard = max(1, images // 4)  # 4 shards: 2 per rank
     times: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
         folder = _jpeg_folder(Path(tmp) / "jpegs", images)
@@ -127,7 +128,7 @@ def ranks_workers_bench(images: int, rounds: int = 2) -> list[dict]:
         tok = save_tokenizer(Path(tmp) / "tiny.pt", VQModel(cfg), cfg, {"image_size": 64})
         env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
         code = ("import sys; from mirai_cli.tokenizer.encode import encode_store; encode_store(sys.argv[1], "
-                "sys.argv[2], sys.argv[3], image_size=64, crop_mode='tencrop', batch_size=32, shard_size=128, "
+                "sys.argv[2], sys.argv[3], image_size=64, crop_mode='tencrop', batch_size=32, shard_size=int(sys.argv[5]), "
                 "precision='fp32', device='cpu', show_progress=False, num_workers=int(sys.argv[4]))")
         script = Path(tmp) / "enc.py"
         script.write_text(code)
@@ -138,7 +139,7 @@ def ranks_workers_bench(images: int, rounds: int = 2) -> list[dict]:
                     sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
                     "--master_port", "29561"]
                 t = time.perf_counter()
-                subprocess.run(launcher + [str(script), str(tok), str(folder), str(out), str(workers)], env=env,
+                subprocess.run(launcher + [str(script), str(tok), str(folder), str(out), str(workers), str(shard)], env=env,
                                check=True, capture_output=True)
                 times[(ranks, workers)].append(time.perf_counter() - t)
     base = min(times[(1, 0)])

@@ -13,7 +13,7 @@ ALLOWED = {
     "source": {"foresight.source"},
     "depth": {"foresight.depth", "foresight.source"},
     "lambda": {"foresight.lambda", "foresight.source"},
-    "encoder": {"foresight.encoder", "foresight.source"},
+    "encoder": {"foresight.encoder", "foresight.encoder_layer", "foresight.source"},
     "warmup": {"foresight.warmup", "foresight.source"},
     "encoder_layer": {"foresight.encoder_layer", "foresight.encoder_resolution", "foresight.source"},
     "target_norm": {"foresight.target_norm", "foresight.source"},
@@ -23,7 +23,7 @@ ALLOWED = {
 @pytest.mark.parametrize("axis", list(AXIS_FIELDS))
 def test_every_axis_expands_to_variants_differing_only_on_it(axis):
     values = ["tokenizer", "efficientnet-lite0"] if axis == "encoder" else None
-    variants = expand(["tiny"], [], axis, values)
+    variants = expand(["tiny"], ["ablate.seeds=[0]"], axis, values)
     assert variants[0].is_baseline and variants[0].config.foresight.source == "none"
     assert len(variants) >= 3
     assert set(differing_fields(variants)) <= ALLOWED[axis]
@@ -44,16 +44,23 @@ def test_defaults_follow_the_paper():
 
 
 def test_values_override_and_are_typed():
-    variants = expand(["tiny"], [], "k", ["2", "4"])
+    variants = expand(["tiny"], ["ablate.seeds=[0]"], "k", ["2", "4"])
     assert [v.config.foresight.k for v in variants[1:]] == [2, 4]
-    variants = expand(["tiny"], [], "lambda", ["0.5"])
+    variants = expand(["tiny"], ["ablate.seeds=[0]"], "lambda", ["0.5"])
     assert variants[1].config.foresight.lambda_ == 0.5
 
 
 def test_baseline_seeds_add_noise_runs():
-    variants = expand(["tiny"], [], "source", baseline_seeds=2)
+    variants = expand(["tiny"], ["ablate.seeds=[0]"], "source", baseline_seeds=2)
     baselines = [v for v in variants if v.is_baseline]
     assert [v.seed for v in baselines] == [0, 1] and len({v.name for v in baselines}) == 2
+
+
+def test_seeds_repeat_every_variant():
+    variants = expand(["tiny"], [], "source", ["encoder"])  # tiny: ablate.seeds = [0, 1, 2]
+    assert [(v.name, v.seed) for v in variants] == [
+        ("baseline-s0", 0), ("baseline-s1", 1), ("baseline-s2", 2),
+        ("source-encoder-s0", 0), ("source-encoder-s1", 1), ("source-encoder-s2", 2)]
 
 
 def test_a_bad_value_names_the_variant():

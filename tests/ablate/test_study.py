@@ -16,7 +16,7 @@ def study_overrides(tiny_store, tmp_path, **extra):
         "train.duration": 4, "train.eval_every": 2, "train.ckpt_every": 2, "ablate.eval_samples_per_class": 3,
         "eval.reference": str(tiny_store["npz"]), "tokenizer.checkpoint": str(tiny_store["tokenizer"]), "eval.extractor": "efficientnet-lite0",
         "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12, "ablate.baseline_seeds": 1,
-        **extra,
+        "ablate.seeds": [0], **extra,
     })
 
 

@@ -46,7 +46,7 @@ BAD_PRESETS = [
     ('extends = "tiny"\n[model]\nresid_dropout = 1.0\n', ["model.resid_dropout = 1.0", "less than 1"]),
     ('extends = "tiny"\n[foresight]\ndepth = 9\n', ["foresight.depth = 9 exceeds model.layers = 4"]),
     ('extends = "tiny"\n[foresight]\nk = 0\n', ["foresight.k = 0", "greater than or equal to 1"]),
-    ('extends = "tiny"\n[foresight]\nsource = "teacher"\n', ["foresight.source = 'teacher'", "'none', 'ema' or 'encoder'"]),
+    ('extends = "tiny"\n[foresight]\nsource = "teacher"\n', ["foresight.source = 'teacher'", "choose one of none, ema, encoder"]),
     ('extends = "tiny"\n[data]\nimage_size = 30\n', ["data.image_size = 30 is not divisible"]),
     ('extends = "tiny"\n[foresight]\nencoder = "clip"\n', ["foresight.encoder = 'clip'", "unknown encoder"]),
     ('extends = "tiny"\n[model]\nheads = 3\n', ["dim = 128 is not divisible by heads = 3"]),

@@ -82,7 +82,7 @@ def test_store_that_does_not_fit_the_preset(tiny_store, tmp_path):
     config = config_for(tiny_store, tmp_path / "x", **{"tokenizer.codebook_size": 128})
     with pytest.raises(MiraiError, match="64-code tokenizer"):
         train(config, progress=False)
-    config = config_for(tiny_store, tmp_path / "x", **{"data.image_size": 32})
+    config = config_for(tiny_store, tmp_path / "x", **{"data.image_size": 32, "foresight.encoder_resolution": 256})
     with pytest.raises(MiraiError, match="8x8 token grid but the preset expects 16x16"):
         train(config, progress=False)
 

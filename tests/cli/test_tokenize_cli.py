@@ -22,7 +22,7 @@ def test_fit_encode_info_decode(tmp_path):
     npz = tmp_path / "images.npz"
     np.savez(npz, images=images, labels=labels)
     args = ["--preset", "tiny", "--set", f"data.source={npz}", "--set", f"tokenizer.checkpoint={tmp_path / 'tok'}",
-            "--set", f"data.store={tmp_path / 'store'}", "--set", "data.val_images=8", *TINY_VQ]
+            "--set", f"data.store={tmp_path / 'store'}", *TINY_VQ, "--set", "data.val_images=8"]
     result = runner.invoke(app, ["tokenize", "fit", *args, "--quiet"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tok" / "tokenizer.pt").is_file() and "codebook usage" in result.output

@@ -127,7 +127,7 @@ def test_mirai_i_with_cached_and_online_teacher_agree(tiny_store, tmp_path):
 
 def test_missing_encoder_weights_is_one_clear_error(tiny_store, tmp_path):
     config = config_for(tiny_store, tmp_path / "m", ("mirai-i", "tiny"),
-                        **{"foresight.encoder": "dinov2-vit-s", "foresight.encoder_resolution": 112})
+                        **{"foresight.encoder": "dinov2-vit-s", "foresight.encoder_layer": 0, "foresight.encoder_resolution": 112})
     with pytest.raises(MiraiError, match="dinov2-vit-s"):
         train(config, progress=False)
     assert not (tmp_path / "m" / "checkpoints").exists()

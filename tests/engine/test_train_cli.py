@@ -181,7 +181,8 @@ def test_ablate_stops_on_ctrl_c_with_130_and_the_rerun_evaluates_every_round(tin
         "train.duration": 200, "train.eval_every": 100, "train.ckpt_every": 100, "ablate.eval_samples_per_class": 3,
         "eval.reference": str(tiny_store["npz"]), "tokenizer.checkpoint": str(tiny_store["tokenizer"]),
         "eval.extractor": "efficientnet-lite0", "eval.kid_subset_size": 6, "eval.isc_splits": 2, "eval.batch_size": 12,
-        "ablate.baseline_seeds": 1, "data.source": str(tiny_store["npz"]), "data.store": str(tmp_path / "store")})
+        "ablate.baseline_seeds": 1, "ablate.seeds": [0], "data.source": str(tiny_store["npz"]),
+        "data.store": str(tmp_path / "store")})
     args = ["ablate", "--axis", "source", "--values", "ema", "--preset", "tiny", "--out", str(tmp_path / "study"),
             "--quiet"]
     for item in sets:

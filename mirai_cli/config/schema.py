@@ -271,7 +271,8 @@ class ForesightConfig(Section):
             raise ValueError("layout 2d has 9 default offsets; give k <= 9 or explicit offsets")
         if isinstance(self.lambda_, list) and len(self.lambda_) != self.k:
             raise ValueError(f"lambda has {len(self.lambda_)} values for k = {self.k} heads")
-        problem = encoder_layer_problem(self.encoder, self.encoder_layer)
+        # A teacher's settings are checked where the teacher is used (a baseline may keep another scale's).
+        problem = encoder_layer_problem(self.encoder, self.encoder_layer) if self.source == "encoder" else None
         if problem:
             raise ValueError(problem)
         return self
@@ -418,7 +419,8 @@ class MiraiConfig(BaseModel):
             if (len(offset) == 2 and max(offset) >= grid) or (len(offset) == 1 and offset[0] >= grid * grid):
                 raise ValueError(f"foresight.offsets {offset} reaches outside the {grid}x{grid} token grid")
         fc = self.foresight
-        problem = encoder_layer_problem(fc.encoder, fc.encoder_layer, grid, fc.encoder_resolution)
+        problem = (encoder_layer_problem(fc.encoder, fc.encoder_layer, grid, fc.encoder_resolution)
+                   if fc.source == "encoder" else None)
         if problem:
             raise ValueError(problem)
         if self.sample.classes is not None:

@@ -98,7 +98,7 @@ def test_encoder_output_is_normalised_and_cache_names_differ():
 
 
 def test_schema_validates_layer_and_norm_in_one_line():
-    base = ["tiny"]
+    base = ["mirai-i", "tiny"]  # the checks apply where the teacher is used (foresight.source = "encoder")
     ok = load_config(base, ["foresight.encoder_layer=16", "foresight.target_norm=\"spatial\""])
     assert ok.foresight.encoder_layer == 16 and ok.foresight.encoder_resolution == 128  # tiny: 8x8 at 128 px
     bad = {
@@ -111,6 +111,7 @@ def test_schema_validates_layer_and_norm_in_one_line():
         with pytest.raises(ConfigError, match=message) as info:
             load_config(base, [override])
         assert "\n" not in str(info.value)
+    load_config(["tiny"], ["foresight.encoder_layer=8"])  # a baseline does not check a teacher it never uses
     with pytest.raises(ConfigError, match="no layer choice"):
         load_config(base, ["foresight.encoder=\"tokenizer\"", "foresight.encoder_layer=1"])
     with pytest.raises(ConfigError, match=r"block \(1..24\)"):

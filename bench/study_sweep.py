@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path("runs/sweep")
 PRESETS = ["tiny"]
+G16 = ["data.image_size=64", 'data.store="runs/sweep-g16/tokens"', 'tokenizer.checkpoint="runs/sweep-g16/tokenizer"']
 # Every row of the sweep: name -> overrides on top of the tiny preset (and the common ones below).
 CONFIGS: dict[str, list[str]] = {
     "base": ['foresight.source="none"'],
@@ -61,7 +62,34 @@ CONFIGS: dict[str, list[str]] = {
     "enc-s16-cos": ['foresight.source="encoder"', "foresight.encoder_layer=16", 'foresight.lambda_schedule="cosine"',
                     "foresight.lambda_factor=0"],
     "enc-s8-sp": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64", 'foresight.target_norm="spatial"'],
+    # Session 3: the axes not yet searched, each against its own baseline where the run differs from `base`.
+    "enc-s16-l02": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.2"],
+    "enc-s16-l05-ln": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
+                       'foresight.target_norm="layer"'],
+    "enc-s16-l05-depth2": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
+                           "foresight.depth=2"],
+    "enc-s16-l05-p1024": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
+                          "foresight.projector_dim=1024"],
+    "ema-l05-d9": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.9"],
+    "ema-l05-d999": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.999"],
+    "ema-l05-w0": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.warmup=0"],
+    # run length: lr is constant after warm-up, so a longer run is the 600-step run continued
+    "base-3k": ['foresight.source="none"'],
+    "enc-s16-l05-3k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
+    "ema-l05-3k": ['foresight.source="ema"', "foresight.lambda=0.5"],
+    # model width 256 (4 layers, 4 heads of 64)
+    "base-w256": ['foresight.source="none"', "model.dim=256"],
+    "enc-s16-l05-w256": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
+                         "model.dim=256"],
+    # 16x16 token grid at 64 px (same tokenizer shape, its own fit and store); the teacher's stride-16 stage
+    # at 256 px is exactly the grid
+    "base-g16": ['foresight.source="none"', *G16],
+    "enc-s16-l05-g16": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
+                        "foresight.encoder_resolution=256", *G16],
 }
+# Rows compared with another baseline than `base` (another length, width or grid) and their (steps, every).
+BASELINE_OF = {n: "base-" + n.rsplit("-", 1)[1] for n in CONFIGS if n.rsplit("-", 1)[-1] in ("3k", "w256", "g16")}
+SCHEDULE = {n: (3000, 250) for n in CONFIGS if n.endswith("-3k")}
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]
 
 
@@ -125,15 +153,20 @@ def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: i
     from mirai_cli.ablate.axes import Variant
     from mirai_cli.ablate.runner import prepare_teacher_caches
     from mirai_cli.config import load_config
+    from mirai_cli.tokenizer.from_config import ensure_tokenizer_and_store
 
-    prepare_teacher_caches([Variant(n, n, n, (), 0, load_config(PRESETS, CONFIGS[n] + COMMON)) for n in names], False)
+    configs = {n: load_config(PRESETS, CONFIGS[n] + COMMON) for n in names}
+    for store in {c.data.store: c for c in configs.values()}.values():  # e.g. the 16x16 grid's own tokenizer
+        ensure_tokenizer_and_store(store, show_progress=False, log=print)
+    prepare_teacher_caches([Variant(n, n, n, (), 0, c) for n, c in configs.items()], False)
     todo = [(n, s) for n in names for s in seeds if not (run_dir(n, s) / "wall.json").is_file()]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)))
     running: list[tuple[str, int, subprocess.Popen]] = []
     while todo or running:
         while todo and len(running) < jobs:
             n, s = todo.pop(0)
-            cmd = [sys.executable, __file__, "one", n, str(s), "--steps", str(steps), "--eval-every", str(every)]
+            n_steps, n_every = SCHEDULE.get(n, (steps, every))
+            cmd = [sys.executable, __file__, "one", n, str(s), "--steps", str(n_steps), "--eval-every", str(n_every)]
             running.append((n, s, subprocess.Popen(cmd, env=env)))
             print(f"started {n} seed {s}", flush=True)
         time.sleep(2)
@@ -154,22 +187,31 @@ def load_row(name: str, seed: int) -> dict | None:
     return {"curve": curve, **json.loads((folder / "wall.json").read_text())}
 
 
+def baseline(name: str) -> dict:
+    """The finished rows of a baseline configuration: per seed, the seed-mean curve, its final value and sd."""
+    from mirai_cli.ablate.stats import mean_curve
+
+    folders = [p for p in (ROOT / name).glob("s*") if p.is_dir()] if (ROOT / name).is_dir() else []
+    rows = {int(p.name[1:]): load_row(name, int(p.name[1:])) for p in folders}
+    rows = {s: r for s, r in rows.items() if r}
+    curves = [r["curve"] for r in rows.values()]
+    mean = mean_curve(curves) if curves else {}
+    finals = [c[max(c)] for c in curves]
+    return {"rows": rows, "mean": mean, "final": mean[max(mean)] if mean else None, "finals": finals,
+            "sd": statistics.stdev(finals) if len(finals) > 1 else None}
+
+
 def table() -> str:
-    """Every finished row, with the baseline comparison on the same seeds (mean of base seeds)."""
-    from mirai_cli.ablate.stats import crossing_step, mean_curve, summarize
+    """Every finished row, compared with its baseline (`base`, or the one of its length/width/grid) on the
+    mean of the baseline's seeds and on the same seed."""
+    from mirai_cli.ablate.stats import crossing_step, summarize
 
     names = sorted(p.name for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []
-    base_rows = {int(p.name[1:]): load_row("base", int(p.name[1:])) for p in (ROOT / "base").glob("s*")
-                 if p.is_dir()} if (ROOT / "base").is_dir() else {}
-    base_rows = {s: r for s, r in base_rows.items() if r}
-    base_curves = [r["curve"] for r in base_rows.values()]
-    base_mean = mean_curve(base_curves) if base_curves else {}
-    base_final = base_mean[max(base_mean)] if base_mean else None
-    finals = [c[max(c)] for c in base_curves]
-    base_sd = statistics.stdev(finals) if len(finals) > 1 else None
+    bases = {b: baseline(b) for b in {BASELINE_OF.get(n, "base") for n in names}}
     lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | gain vs base mean (base sd) "
              "| gain vs base, same seed | steps to base final | speed-up | reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
+        base = bases[BASELINE_OF.get(name, "base")]
         for folder in sorted((ROOT / name).glob("s*")):
             if not folder.is_dir():
                 continue
@@ -181,19 +223,21 @@ def table() -> str:
                 continue
             curve = row["curve"]
             final = curve[max(curve)]
-            reach = crossing_step(list(curve), list(curve.values()), base_final) if base_final else None
-            delta = f"{(base_final - final):+.4f} ({(base_final - final) / base_sd:+.1f} sd)" if base_sd else "-"
+            reach = crossing_step(list(curve), list(curve.values()), base["final"]) if base["final"] else None
+            delta = f"{(base['final'] - final):+.4f} ({(base['final'] - final) / base['sd']:+.1f} sd)" if base["sd"] else "-"
             points = " ".join(f"{curve[s]:.3f}" for s in sorted(curve))
-            same = base_rows.get(seed)
+            last = max(base["mean"]) if base["mean"] else None
+            same = base["rows"].get(seed)
             paired = f"{same['curve'][max(same['curve'])] - final:+.4f}" if same else "-"
             lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
                          f"| {points} | {final:.4f} | {delta} | {paired} | {f'{reach:.0f}' if reach else 'never'} | "
-                         f"{f'{max(base_mean) / reach:.2f}x' if reach else '-'} "
+                         f"{f'{last / reach:.2f}x' if reach else '-'} "
                          f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
-    if finals:
-        s = summarize(finals)
-        lines.append(f"\nBaseline final val NLL over seeds {sorted(base_rows)}: mean {s.mean:.4f}, sd "
-                     f"{s.sd if s.sd is None else round(s.sd, 4)}, 95% CI {s.low and round(s.low, 4)}..{s.high and round(s.high, 4)}")
+    for name, base in sorted(bases.items()):
+        if base["finals"]:
+            s = summarize(base["finals"])
+            lines.append(f"\nBaseline `{name}` final val NLL over seeds {sorted(base['rows'])}: mean {s.mean:.4f}, sd "
+                         f"{s.sd if s.sd is None else round(s.sd, 4)}, 95% CI {s.low and round(s.low, 4)}..{s.high and round(s.high, 4)}")
     return "\n".join(lines) + "\n"
 
 

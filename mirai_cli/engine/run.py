@@ -150,8 +150,8 @@ def build_foresight(config: MiraiConfig, store: TokenStore, gpt: GPT, env: DistE
     calls teacher.update / teacher.state_dict (the teacher's own EMA is the "teacher_ema" entry)."""
     tc, fc = config.train, config.foresight
     emas = {"sample_ema": EMA(gpt, tc.ema_decay)} if tc.ema_decay > 0 else {}
-    teacher = build_teacher(config, store, gpt, env.device, sample_ema=emas.get("sample_ema"), is_main=env.is_main,
-                            wait=lambda: barrier(env), progress=progress)
+    teacher = build_teacher(config, store, gpt, env.device, sample_ema=emas.get("sample_ema"), env=env,
+                            progress=progress)
     if teacher is None:
         return None, None, emas
     own_ema = getattr(teacher, "ema", None)

@@ -5,13 +5,14 @@ token store or run online on the exact crops."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
+from mirai_cli.engine.distributed import DistEnv
 from mirai_cli.engine.ema import EMA
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.feature_cache import build_feature_cache, open_feature_cache
@@ -56,11 +57,13 @@ def teacher_cache_name(config: MiraiConfig) -> str:
     return cache_name(fc.encoder, size, target_options(config))
 
 
-def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.device, progress: bool = True) -> Path:
+def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.device, progress: bool = True,
+                         env: Optional[DistEnv] = None) -> Path:
     """Build (or finish) the Mirai-I teacher-feature cache next to the store; a finished one is reused (checked
-    against this encoder and store, without recomputing)."""
+    against this encoder and store, without recomputing). Under torchrun every rank calls it: the shards are
+    split over the ranks, images decoded in data.num_workers processes."""
     encoder = build_frozen_encoder(config, store, device)
-    with make_progress(progress) as bar:
+    with make_progress(progress and (env is None or env.is_main)) as bar:
         tasks: list = []
 
         def report(done: int, total: int) -> None:
@@ -69,17 +72,17 @@ def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.d
                 tasks.append(bar.add_task(f"teacher features ({config.foresight.encoder})", total=total, status=""))
             bar.update(tasks[0], completed=done)
 
-        return build_feature_cache(store, encoder, batch_size=64, progress=report)
+        return build_feature_cache(store, encoder, batch_size=64, progress=report, env=env,
+                                   num_workers=config.data.num_workers)
 
 
 def build_teacher(
     config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device, *,
-    sample_ema: Optional[EMA] = None, is_main: bool = True, wait: Callable[[], None] = lambda: None,
-    progress: bool = True,
+    sample_ema: Optional[EMA] = None, env: Optional[DistEnv] = None, progress: bool = True,
 ) -> Optional[Teacher]:
     """The preset's teacher (None for foresight.source = "none"). Mirai-E reads `sample_ema` when its decay is
     foresight.ema_decay (the engine updates and saves it), else an EMA of `gpt` of its own. Mirai-I with
-    foresight.cache_teacher: rank 0 builds (or checks) the cache, `wait` lets the other ranks wait for it."""
+    foresight.cache_teacher: the ranks of `env` build (or check) the cache together, then read it."""
     fc = config.foresight
     if fc.source == "none":
         return None
@@ -90,8 +93,6 @@ def build_teacher(
     if fc.source == "encoder":
         if not fc.cache_teacher:
             return OnlineEncoderTeacher(build_frozen_encoder(config, store, device), StorePixels(store))
-        if is_main:  # one process computes (or checks) the cache; the others wait for it
-            ensure_feature_cache(config, store, device, progress)
-        wait()
+        ensure_feature_cache(config, store, device, progress, env)
         return CachedEncoderTeacher(open_feature_cache(store, teacher_cache_name(config)), device)
     raise MiraiError(f"foresight.source = {fc.source!r} has no teacher")

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mirai_cli.data.loading import decoded_batches
+from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object
 from mirai_cli.errors import MiraiError
 from mirai_cli.fileio import save_npy, write_json
 from mirai_cli.foresight.teachers.encoders import FrozenEncoder
@@ -66,16 +68,20 @@ def build_feature_cache(
     batch_size: int = 64,
     shard_entries: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    env: DistEnv | None = None,
+    num_workers: int = 0,
 ) -> Path:
     """Compute (or finish computing) the encoder's features for every (entry, crop) of `store` (a TokenStore),
-    in the encoder's own target precision. batch_size counts crops per encoder call.
-    progress(done_entries, total_entries) is called after each batch. Returns the cache folder."""
+    in the encoder's own target precision. batch_size counts crops per encoder call; images are decoded in
+    `num_workers` processes (0: one background thread). progress(done_entries, total_entries) is called after
+    each batch. Under torchrun every rank calls it alike (`env`): rank 0 checks or starts the cache, rank r
+    computes every world-th unfinished shard, rank 0 writes the finished manifest. Returns the cache folder."""
+    env = env or DistEnv(0, 1, 0, torch.device("cpu"))
     grid = tuple(int(v) for v in store.manifest["grid"])
     if tuple(encoder.grid) != grid:
         raise MiraiError(f"teacher encoder is set up for grid {encoder.grid} but token store {store.path} has {grid}")
     n_entries, n_crops, hw, dim = len(store), int(store.manifest["num_crops"]), grid[0] * grid[1], encoder.teacher_dim
-    per_entry = n_crops * hw * dim * 2
-    shard_entries = int(shard_entries or max(1, SHARD_BYTES // per_entry))
+    shard_entries = int(shard_entries or max(1, SHARD_BYTES // (n_crops * hw * dim * 2)))
     num_shards = (n_entries + shard_entries - 1) // shard_entries
     path = cache_path(store.path, encoder.cache_name)
     head = {
@@ -83,54 +89,106 @@ def build_feature_cache(
         "encoder": encoder.describe(), "store": store_identity(store),
         "shape": [n_entries, n_crops, hw, dim], "shard_entries": shard_entries, "num_shards": num_shards,
     }
-    if (path / MANIFEST).is_file():
-        old = _read_manifest(path)
-        # Identity, not provenance: the same weights found at another path (another HF cache) still match.
-        ident = lambda m: ({k: m["encoder"].get(k) for k in ENCODER_FIELDS},
-                           m.get("store"), m.get("shape"), m.get("shard_entries"))
-        if ident(old) != ident(json.loads(json.dumps(head))):
-            raise MiraiError(f"teacher feature cache {path} was made with another encoder, weights or token store; "
-                             "delete that folder to rebuild it")
-        if old.get("status") == "complete":
+    # Rank 0's verdict on every rank (an error too, so that no rank waits for one that stopped).
+    verdict = broadcast_object(_start_cache(path, head) if env.is_main else None, env)
+    if verdict != "todo":
+        if verdict == "complete":
             return path
+        raise MiraiError(str(verdict))
+    todo = [k for k in range(num_shards) if not _shard_done(path, k)]
+    done_entries = n_entries - sum(_shard_span(k, shard_entries, n_entries)[1] - k * shard_entries for k in todo)
+    pixels = StorePixels(store, workers=1)
+    for k in todo[env.rank :: env.world_size]:  # resumable per shard
+        done_entries = _build_shard(path, k, pixels, encoder, head, batch_size, num_workers, progress, done_entries)
+    barrier(env)  # every rank's shards are on disk before the manifest says complete
+    if env.is_main:
+        write_json(path / MANIFEST, {**head, "status": "complete"}, indent=1, sort_keys=True)
+    barrier(env)
+    return path
+
+
+def _start_cache(path: Path, head: dict[str, Any]) -> str:
+    """'complete', 'todo' (manifest written, folder ready), or the one-line reason the cache cannot be built."""
+    try:
+        if (path / MANIFEST).is_file():
+            old = _read_manifest(path)
+            # Identity, not provenance: the same weights found at another path (another HF cache) still match.
+            ident = lambda m: ({k: m["encoder"].get(k) for k in ENCODER_FIELDS},  # noqa: E731
+                               m.get("store"), m.get("shape"), m.get("shard_entries"))
+            if ident(old) != ident(json.loads(json.dumps(head))):
+                return (f"teacher feature cache {path} was made with another encoder, weights or token store; "
+                        "delete that folder to rebuild it")
+            if old.get("status") == "complete":
+                return "complete"
+    except MiraiError as exc:
+        return str(exc)
     path.mkdir(parents=True, exist_ok=True)
     for tmp in path.glob(".*.tmp*"):
         tmp.unlink(missing_ok=True)  # leftovers of a killed run
-    todo = [k for k in range(num_shards) if not _shard_done(path, k)]
-    need = sum(min(shard_entries, n_entries - k * shard_entries) for k in todo) * per_entry
+    n_entries, n_crops, hw, dim = head["shape"]
+    need = sum(_shard_span(k, head["shard_entries"], n_entries)[1] - k * head["shard_entries"]
+               for k in range(head["num_shards"]) if not _shard_done(path, k)) * n_crops * hw * dim * 2
     free = shutil.disk_usage(path).free
     if need > free:
-        raise MiraiError(f"teacher feature cache needs {need / 2**30:.1f} GiB at {path} but {free / 2**30:.1f} GiB "
-                         "are free: free space, or train with the online teacher (foresight.cache_teacher = false)")
+        return (f"teacher feature cache needs {need / 2**30:.1f} GiB at {path} but {free / 2**30:.1f} GiB are free: "
+                "free space, or train with the online teacher (foresight.cache_teacher = false)")
     write_json(path / MANIFEST, {**head, "status": "incomplete"}, indent=1, sort_keys=True)
+    return "todo"
 
-    pixels = StorePixels(store)
+
+def _shard_span(k: int, shard_entries: int, n_entries: int) -> tuple[int, int]:
+    return k * shard_entries, min((k + 1) * shard_entries, n_entries)
+
+
+class _EntryCrops(torch.utils.data.Dataset):
+    """Store entries [start, stop) as their crops' pixels, decoded where the DataLoader runs it. A changed
+    source comes back as a message (an exception would reach the main process wrapped in a traceback)."""
+
+    def __init__(self, pixels: StorePixels, start: int, stop: int) -> None:
+        self.pixels, self.start, self.stop = pixels, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, j: int) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return self.pixels.entry_crops(self.start + j), None
+        except MiraiError as exc:
+            return None, str(exc)
+
+    @staticmethod
+    def collate(items: list) -> tuple[np.ndarray | None, str | None]:
+        errors = [e for _, e in items if e]
+        return (None, errors[0]) if errors else (np.concatenate([c for c, _ in items]), None)
+
+
+def _build_shard(path: Path, k: int, pixels: StorePixels, encoder: FrozenEncoder, head: dict[str, Any],
+                 batch_size: int, num_workers: int, progress: Callable[[int, int], None] | None,
+                 done_entries: int) -> int:
+    """Compute and write shard k (its .done.json last); returns the entries done so far."""
+    n_entries, n_crops, hw, dim = head["shape"]
+    start, stop = _shard_span(k, head["shard_entries"], n_entries)
+    out = np.empty((stop - start, n_crops, hw, dim), dtype=np.float16)
+    flat = out.reshape(-1, hw, dim)  # (entry, crop) rows in order
     device = next(encoder.parameters()).device
-    done_entries = n_entries - sum(min(shard_entries, n_entries - k * shard_entries) for k in todo)
-    for k in todo:
-        start, stop = k * shard_entries, min((k + 1) * shard_entries, n_entries)
-        out = np.empty((stop - start, n_crops, hw, dim), dtype=np.float16)
-        flat = out.reshape(-1, hw, dim)  # (entry, crop) rows in order
-        pending: list[np.ndarray] = []
-        row = 0
-        for i in range(start, stop):
-            pending.append(pixels.entry_crops(i))
-            if sum(len(p) for p in pending) >= batch_size or i == stop - 1:
-                feats = encoder(uint8_to_unit(np.concatenate(pending)).to(device)).cpu()
-                if not bool(torch.isfinite(feats).all()) or float(feats.abs().max()) > FLOAT16_MAX:
-                    raise MiraiError(f"teacher features of store entries {i + 1 - len(pending)}..{i} are not finite "
-                                     "or exceed float16's range, so they cannot be cached; train with the online "
-                                     "teacher (foresight.cache_teacher = false)")
-                flat[row: row + len(feats)] = feats.numpy().astype(np.float16)
-                row += len(feats)
-                done_entries += len(pending)
-                pending = []
-                if progress is not None:
-                    progress(done_entries, n_entries)
-        save_npy(path / f"{k:05d}.npy", out)
-        write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop}, indent=1, sort_keys=True)  # last
-    write_json(path / MANIFEST, {**head, "status": "complete"}, indent=1, sort_keys=True)
-    return path
+    per_batch = max(1, batch_size // n_crops)
+    row, first = 0, start
+    for crops, error in decoded_batches(_EntryCrops(pixels, start, stop), per_batch, num_workers, _EntryCrops.collate):
+        if error:
+            raise MiraiError(error)
+        feats = encoder(uint8_to_unit(crops).to(device)).cpu()
+        entries = len(crops) // n_crops
+        if not bool(torch.isfinite(feats).all()) or float(feats.abs().max()) > FLOAT16_MAX:
+            raise MiraiError(f"teacher features of store entries {first}..{first + entries - 1} are not finite "
+                             "or exceed float16's range, so they cannot be cached; train with the online "
+                             "teacher (foresight.cache_teacher = false)")
+        flat[row: row + len(feats)] = feats.numpy().astype(np.float16)
+        row, first, done_entries = row + len(feats), first + entries, done_entries + entries
+        if progress is not None:
+            progress(done_entries, n_entries)
+    save_npy(path / f"{k:05d}.npy", out)
+    write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop}, indent=1, sort_keys=True)  # last
+    return done_entries
 
 
 def _shard_done(path: Path, k: int) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ import numpy as np
 import torch
 
 from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crops, to_model_input
+from mirai_cli.data.loading import decoded_batches
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import MANIFEST, StoreWriter, codes_dtype, read_manifest, shard_name
 from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
@@ -62,50 +61,13 @@ def _batches(images: ShardImages, batch_size: int, workers: int, strict: bool,
              log: Callable[[str], None]) -> Iterator[Batch]:
     """Batches of `batch_size` source entries; unreadable files are reported and skipped (fatal when strict).
     Decoding runs ahead of the model: in `workers` processes, or (0) in one background thread."""
-    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
-                                         collate_fn=images.collate, prefetch_factor=2 if workers else None)
-    for crops, labels, index, skipped in (iter(loader) if workers else _prefetch(iter(loader))):
+    for crops, labels, index, skipped in decoded_batches(images, batch_size, workers, images.collate):
         for record in skipped:
             message = record.pop("message")
             if strict:
                 raise MiraiError(f"{message} (--strict stops here; finished shards are kept)")
             log(f"skipped {record['path']}: {record['reason']}")
         yield crops, labels, index, skipped
-
-
-def _prefetch(it: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
-    """Run the image decoding of the next batches in a thread while the model encodes (PIL releases the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in it:
-                if stop.is_set():
-                    return
-                q.put(item)
-            q.put(done)
-        except BaseException as e:  # noqa: BLE001 - any error, even an interrupt, goes to the consumer
-            q.put(e)
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                t.join(timeout=0.05)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from mirai_cli.data.crops import center_crop_arr, to_model_input
 from mirai_cli.data.images import image_grid, save_png
+from mirai_cli.data.loading import read_ahead
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.fileio import remove_temp_files, torch_save, write_json
@@ -40,7 +41,6 @@ from mirai_cli.tokenizer.discriminator import (
     hinge_d_loss,
     hinge_g_loss,
 )
-from mirai_cli.tokenizer.encode import _prefetch
 from mirai_cli.tokenizer.evaluate import evaluate_reconstruction
 from mirai_cli.tokenizer.vq_model import VQModel
 
@@ -258,7 +258,7 @@ def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:
         with open(out / "fit_log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
 
-    batches = _prefetch(_train_batches(src, train_idx, cfg, start))
+    batches = read_ahead(_train_batches(src, train_idx, cfg, start))
     if start == 0 and cfg.kmeans_init and not cfg.init_from:
         # k-means on encoder outputs of fresh batches drawn with a separate seed (training order unchanged)
         zs = []

@@ -126,3 +126,61 @@ def test_online_pixels_threaded_equal_serial(tiny_store):
     assert serial.dtype == torch.uint8 and torch.equal(serial, threaded)
     want = np.stack([make_crops(images[store.source_index[i]], 16, "flip")[c] for i, c in zip(idx, crops)])
     assert np.array_equal(serial.numpy(), want)
+
+
+CACHE_RANK_SCRIPT = """
+import sys
+import torch
+from mirai_cli.data.store import TokenStore
+from mirai_cli.engine.distributed import init_distributed
+from mirai_cli.foresight.feature_cache import build_feature_cache
+from mirai_cli.foresight.teachers import build_encoder
+from mirai_cli.tokenizer.checkpoint import load_tokenizer
+torch.set_num_threads(1)
+vq_path, store_path, workers = sys.argv[1:4]
+store = TokenStore.open(store_path)
+enc = build_encoder("tokenizer", store.grid, tokenizer=load_tokenizer(vq_path)[0].eval())
+build_feature_cache(store, enc, shard_entries=2, env=init_distributed("cpu"), num_workers=int(workers))
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_with_worker_processes_write_the_one_process_cache(tiny_store, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo), crops decoded in 2 DataLoader workers per rank: every file of the
+    cache (shards, markers, manifest) equals byte for byte the one a single process with no workers writes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root, vq, _ = tiny_store
+    one, two = tmp_path / "one", tmp_path / "two"
+    for copy in (one, two):
+        shutil.copytree(root / "store", copy, ignore=shutil.ignore_patterns("teacher"))
+    enc = build_encoder("tokenizer", TokenStore.open(one).grid, tokenizer=vq)
+    built = build_feature_cache(TokenStore.open(one), enc, shard_entries=2)
+    script = tmp_path / "cache_rank.py"
+    script.write_text(CACHE_RANK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29549",
+           str(script), str(root / "vq.pt"), str(two), "2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    files = lambda p: {f.name: f.read_bytes() for f in sorted(p.iterdir())}  # noqa: E731
+    other = cache_path(two, built.name)
+    assert len(files(built)) == 9 and files(other) == files(built)  # 4 shards + 4 markers + manifest
+    open_feature_cache(TokenStore.open(two), built.name)
+
+
+def test_a_changed_source_stops_the_build_in_one_line(tiny_store, tmp_path):
+    """A decoding problem found in the (threaded) loader reaches the caller as its one-line MiraiError."""
+    import shutil
+
+    root, vq, images = tiny_store
+    shutil.copytree(root / "store", tmp_path / "store", ignore=shutil.ignore_patterns("teacher"))
+    store = TokenStore.open(tmp_path / "store")
+    store.labels = np.asarray(store.labels).copy()
+    store.labels[3] = (store.labels[3] + 1) % 3
+    enc = build_encoder("tokenizer", store.grid, tokenizer=vq)
+    with pytest.raises(MiraiError, match="entry 3 of token store .* the source changed"):
+        build_feature_cache(store, enc, shard_entries=2)

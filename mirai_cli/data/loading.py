@@ -52,6 +52,8 @@ def read_ahead(it: Iterator[T], depth: int = 2) -> Iterator[T]:
 def decoded_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int,
                     collate: Callable[[list], Any]) -> Iterator[Any]:
     """`dataset` in order, `batch_size` items per batch, decoded in `workers` processes (0: one thread)."""
+    # Its own generator: a DataLoader draws a base seed, which must not move the caller's global RNG (a run
+    # that builds its teacher cache would otherwise initialise its projectors differently from one that reuses it).
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                                         prefetch_factor=2 if workers else None)
+                                         prefetch_factor=2 if workers else None, generator=torch.Generator())
     return iter(loader) if workers else read_ahead(iter(loader))

@@ -11,8 +11,8 @@ Prints, as JSON lines:
     would fall back): time per batch measured A B A B, and the fraction of codes bf16 changes (trained tiny
     tokenizer of the tests on its golden image, and VQ-16 with random weights);
   - with --ranks-workers N: images/s of `encode_store` on a folder of N JPEGs (96 px, ten-crop at 64 px, the
-    tiny tokenizer) against DataLoader workers and torchrun ranks (gloo), each setting run as its own process,
-    settings interleaved A B C D A B C D."""
+    tiny tokenizer), then of the teacher-feature cache of that store, against DataLoader workers and torchrun
+    ranks (gloo), each setting run as its own process, settings interleaved A B C D A B C D."""
 
 from __future__ import annotations
 
@@ -114,14 +114,30 @@ def _jpeg_folder(root: Path, n: int) -> Path:
     return root
 
 
+CACHE_SCRIPT = """
+import sys
+from mirai_cli.data.store import TokenStore
+from mirai_cli.engine.distributed import init_distributed
+from mirai_cli.foresight.feature_cache import build_feature_cache
+from mirai_cli.foresight.teachers import build_encoder
+from mirai_cli.tokenizer.checkpoint import load_tokenizer
+store = TokenStore.open(sys.argv[2])
+enc = build_encoder("tokenizer", store.grid, tokenizer=load_tokenizer(sys.argv[1])[0].eval())
+build_feature_cache(store, enc, shard_entries=int(sys.argv[4]), env=init_distributed("cpu"), num_workers=int(sys.argv[3]))
+"""
+
+
 def ranks_workers_bench(images: int, rounds: int = 1) -> list[dict]:
+    """encode_store, then the teacher-feature cache of that store (the tokenizer's encoder as the teacher:
+    decoding and crops dominate), each setting its own process, settings interleaved per round."""
     import os
+    import shutil
     import subprocess
     import sys
 
     settings = [(1, 0), (1, 2), (2, 0), (2, 1)]  # (ranks, workers per rank)
     shard = max(1, images // 4)  # 4 shards: 2 per rank
-    times: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
+    times: dict[tuple[str, int, int], list[float]] = {(j, *s): [] for j in ("encode", "teacher_cache") for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
         folder = _jpeg_folder(Path(tmp) / "jpegs", images)
         cfg = VQConfig.tiny()
@@ -130,22 +146,31 @@ def ranks_workers_bench(images: int, rounds: int = 1) -> list[dict]:
         code = ("import sys; from mirai_cli.tokenizer.encode import encode_store; encode_store(sys.argv[1], "
                 "sys.argv[2], sys.argv[3], image_size=64, crop_mode='tencrop', batch_size=32, shard_size=int(sys.argv[5]), "
                 "precision='fp32', device='cpu', show_progress=False, num_workers=int(sys.argv[4]))")
-        script = Path(tmp) / "enc.py"
-        script.write_text(code)
+        (Path(tmp) / "enc.py").write_text(code)
+        (Path(tmp) / "cache.py").write_text(CACHE_SCRIPT)
+
+        def timed(job: str, ranks: int, args: list[str]) -> None:
+            launcher = [sys.executable] if ranks == 1 else [
+                sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port", "29561"]
+            t = time.perf_counter()
+            subprocess.run(launcher + args, env=env, check=True, capture_output=True)
+            times[(job, ranks, int(args[-2]))].append(time.perf_counter() - t)
+
         for r in range(rounds):
             for ranks, workers in settings:
                 out = Path(tmp) / f"store_{ranks}_{workers}_{r}"
-                launcher = [sys.executable] if ranks == 1 else [
-                    sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-                    "--master_port", "29561"]
-                t = time.perf_counter()
-                subprocess.run(launcher + [str(script), str(tok), str(folder), str(out), str(workers), str(shard)], env=env,
-                               check=True, capture_output=True)
-                times[(ranks, workers)].append(time.perf_counter() - t)
-    base = min(times[(1, 0)])
-    return [{"bench": "encode_ranks_workers", "images": images, "ranks": ranks, "workers_per_rank": workers,
-             "seconds": round(min(t), 2), "images_per_s": round(images / min(t), 1),
-             "speedup_vs_1x0": round(base / min(t), 2)} for (ranks, workers), t in times.items()]
+                timed("encode", ranks, [str(Path(tmp) / "enc.py"), str(tok), str(folder), str(out), str(workers), str(shard)])
+            for ranks, workers in settings:
+                out = Path(tmp) / f"cache_{ranks}_{workers}_{r}"
+                shutil.copytree(Path(tmp) / f"store_1_0_{r}", out)
+                timed("teacher_cache", ranks, [str(Path(tmp) / "cache.py"), str(tok), str(out), str(workers), str(shard)])
+    rows = []
+    for (job, ranks, workers), t in times.items():
+        base = min(times[(job, 1, 0)])
+        rows.append({"bench": f"{job}_ranks_workers", "images": images, "ranks": ranks, "workers_per_rank": workers,
+                     "seconds": round(min(t), 2), "images_per_s": round(images / min(t), 1),
+                     "speedup_vs_1x0": round(base / min(t), 2)})
+    return rows
 
 
 def main() -> None:
@@ -158,9 +183,10 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--ranks-workers", type=int, default=0, help="only the ranks/workers bench on this many JPEGs")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of the ranks/workers bench (best of)")
     args = ap.parse_args()
     if args.ranks_workers:
-        for line in ranks_workers_bench(args.ranks_workers):
+        for line in ranks_workers_bench(args.ranks_workers, args.rounds):
             print(json.dumps(line))
         return
     if args.threads:

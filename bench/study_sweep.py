@@ -70,6 +70,10 @@ CONFIGS: dict[str, list[str]] = {
                            "foresight.depth=2"],
     "enc-s16-l05-p1024": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
                           "foresight.projector_dim=1024"],
+    # An oracle of foresight: the tokenizer's own encoder latents (they hold exactly the future tokens). If this
+    # teacher does not speed up the NTP loss, no teacher of the same layout can at this scale.
+    "enc-tok-l05": ['foresight.source="encoder"', 'foresight.encoder="tokenizer"', "foresight.encoder_layer=0",
+                    "foresight.lambda=0.5"],
     "ema-l05-d9": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.9"],
     "ema-l05-d999": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.999"],
     "ema-l05-w0": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.warmup=0"],

@@ -56,3 +56,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
+
+
+def set_tf32(enabled: bool) -> None:
+    """CUDA fp32 matmuls/convolutions in TF32 (LlamaGen's train_c2i sets both): without it the fp32 EMA teacher
+    of Mirai-E runs at a fraction of a GPU's bf16 rate. No effect on CPU computation."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled

@@ -293,6 +293,10 @@ class TrainConfig(Section):
     lr_min_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine/linear decay: final lr = lr * ratio")
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision (bf16 on CPU with AMX and on CUDA)")
     compile: bool = Field(False, description="torch.compile the model")
+    tf32: bool = Field(
+        True, description="CUDA: fp32 matmuls and convolutions (fp32 foresight targets, fp32 training) in TF32, as "
+        "LlamaGen's training sets it; false = full fp32 (~8x slower on tensor-core GPUs)"
+    )
     tensorboard: bool = Field(False, description="also log every metric to <run>/tensorboard (pip install 'mirai[tensorboard]')")
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="multi-process strategy under torchrun: ddp (a full copy per process) or fsdp (FSDP2: "

@@ -32,7 +32,7 @@ from mirai_cli.foresight.schedule import LambdaSchedule
 from mirai_cli.foresight.teachers import Teacher
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
-from mirai_cli.runtime import resolve_precision
+from mirai_cli.runtime import resolve_precision, set_tf32
 from mirai_cli.tensorboard_sink import open_sink
 
 
@@ -180,6 +180,7 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
     tc, fc = config.train, config.foresight
     run_dir = Path(run_dir) if run_dir is not None else resolve_run_dir(config)
     precision = resolve_precision(tc.precision, env.device)
+    set_tf32(tc.tf32)
     store = TokenStore.open(config.data.store)
     check_store_fits(store, config)
     plan = BatchPlan(num_images=len(store), num_crops=store.num_crops, global_batch=tc.global_batch_size,

@@ -90,3 +90,15 @@ def test_prefetched_batches_are_the_plans_and_read_in_the_background(tiny_store,
             want = torch.from_numpy(run.store.codes.get(images, crops).astype(np.int64))
             assert torch.equal(batch.codes, want)
             assert torch.equal(batch.labels, torch.from_numpy(run.store.labels[images].astype(np.int64)))
+
+
+def test_a_run_sets_tf32_as_its_preset_says(tiny_store, tmp_path):
+    """fp32 matmuls on CUDA in TF32 (LlamaGen's training does; the fp32 EMA teacher depends on it)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        build(tiny_store, tmp_path / "off", ("tiny",), **{"train.tf32": False})
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        build(tiny_store, tmp_path / "on", ("tiny",))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

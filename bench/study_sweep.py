@@ -81,6 +81,9 @@ CONFIGS: dict[str, list[str]] = {
     "base-3k": ['foresight.source="none"'],
     "enc-s16-l05-3k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
     "ema-l05-3k": ['foresight.source="ema"', "foresight.lambda=0.5"],
+    # 6000 steps: the 3000-step rows continued (their last checkpoint, resumed; same data order and schedule)
+    "base-6k": ['foresight.source="none"'],
+    "enc-s16-l05-6k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
     # model width 256 (4 layers, 4 heads of 64)
     "base-w256": ['foresight.source="none"', "model.dim=256"],
     "enc-s16-l05-w256": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
@@ -93,7 +96,11 @@ CONFIGS: dict[str, list[str]] = {
 }
 # Rows compared with another baseline than `base` (another length, width or grid) and their (steps, every).
 BASELINE_OF = {n: "base-" + n.rsplit("-", 1)[1] for n in CONFIGS if n.rsplit("-", 1)[-1] in ("3k", "w256", "g16")}
-SCHEDULE = {n: (3000, 250) for n in CONFIGS if n.endswith("-3k")}
+SCHEDULE = {n: (3000, 250) for n in CONFIGS if n.endswith("-3k")} | {n: (6000, 250) for n in CONFIGS if n.endswith("-6k")}
+BASELINE_OF |= {n: "base-6k" for n in CONFIGS if n.endswith("-6k")}
+# A row that starts from another row's finished run (lr is constant after warm-up: a longer run is the shorter
+# one continued): its last checkpoint, evaluations and metrics are copied, then the run resumes.
+CONTINUES = {n: n[: -len("6k")] + "3k" for n in CONFIGS if n.endswith("-6k")}
 COMMON = ["ablate.eval_samples_per_class=0", "data.val_images=2000"]
 
 
@@ -136,11 +143,29 @@ def score(name: str, seed: int, steps: int, every: int) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
+def continue_from(source: Path, folder: Path) -> float:
+    """Copy a finished row's last checkpoint, evaluations and metrics into `folder`; its wall seconds."""
+    import shutil
+
+    from mirai_cli.engine.checkpoints import list_checkpoints
+
+    if not (source / "wall.json").is_file():
+        raise SystemExit(f"{folder} continues {source}, which has not finished: run that row first")
+    step, last = list_checkpoints(source)[-1]
+    shutil.copytree(last, folder / "checkpoints" / last.name)
+    for name in ("evals.jsonl", "metrics.jsonl", "preset.toml", "manifest.json"):
+        shutil.copy2(source / name, folder / name)
+    return float(json.loads((source / "wall.json").read_text())["seconds"])
+
+
 def run_one(name: str, seed: int, steps: int, every: int) -> None:
     folder = run_dir(name, seed)
     wall = folder / "wall.json"
     if wall.is_file():
         return
+    earlier = 0.0
+    if name in CONTINUES and not folder.is_dir():
+        earlier = continue_from(run_dir(CONTINUES[name], seed), folder)
     folder.mkdir(parents=True, exist_ok=True)
     cmd = train_command(name, seed, steps, every)
     resume = ["--resume"] if (folder / "checkpoints").is_dir() else []
@@ -148,7 +173,7 @@ def run_one(name: str, seed: int, steps: int, every: int) -> None:
     with open(folder.parent / f"s{seed}.log", "a") as log:
         subprocess.run(cmd + resume, check=True, stdout=log, stderr=subprocess.STDOUT)
     score(name, seed, steps, every)
-    wall.write_text(json.dumps({"seconds": time.time() - t0, "command": shlex.join(cmd), "steps": steps,
+    wall.write_text(json.dumps({"seconds": earlier + time.time() - t0, "command": shlex.join(cmd), "steps": steps,
                                 "finished": time.strftime("%Y-%m-%d %H:%M")}))
 
 

@@ -25,11 +25,13 @@ class Interrupt(Exception):
 
 
 def _files(store):
-    """Every file's bytes; a manifest's creation time (provenance, not content) is left out."""
+    """Every file's bytes; a manifest's creation time and commit (provenance, not content: a commit made while
+    the two encodes run changes it) are left out."""
     def content(p):
         if p.name == "manifest.json":
             data = json.loads(p.read_text())
             data.pop("created", None)
+            data.pop("git_commit", None)
             return json.dumps(data, sort_keys=True).encode()
         return p.read_bytes()
 

@@ -73,6 +73,7 @@ CONFIGS: dict[str, list[str]] = {
     # An oracle of foresight: the tokenizer's own encoder latents (they hold exactly the future tokens). If this
     # teacher does not speed up the NTP loss, no teacher of the same layout can at this scale.
     "enc-tok-l05": ['foresight.source="encoder"', 'foresight.encoder="tokenizer"', "foresight.encoder_layer=0",
+                    "foresight.encoder_resolution=32",
                     "foresight.lambda=0.5"],
     "ema-l05-d9": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.9"],
     "ema-l05-d999": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.999"],

@@ -239,7 +239,8 @@ def table() -> str:
     names = sorted(p.name for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []
     bases = {b: baseline(b) for b in {BASELINE_OF.get(n, "base") for n in names}}
     lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | gain vs base mean (base sd) "
-             "| gain vs base, same seed | steps to base final | speed-up | reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| gain vs base, same seed | best val NLL (step) | best gain vs base, same seed | steps to base final | speed-up "
+             "| reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         base = bases[BASELINE_OF.get(name, "base")]
         for folder in sorted((ROOT / name).glob("s*")):
@@ -248,7 +249,7 @@ def table() -> str:
             seed = int(folder.name[1:])
             row = load_row(name, seed)
             if row is None:
-                lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - | - "
+                lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - | - | - | - "
                              f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
                 continue
             curve = row["curve"]
@@ -259,8 +260,11 @@ def table() -> str:
             last = max(base["mean"]) if base["mean"] else None
             same = base["rows"].get(seed)
             paired = f"{same['curve'][max(same['curve'])] - final:+.4f}" if same else "-"
+            best_step = min(curve, key=curve.get)
+            best_paired = f"{min(same['curve'].values()) - curve[best_step]:+.4f}" if same else "-"
             lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
-                         f"| {points} | {final:.4f} | {delta} | {paired} | {f'{reach:.0f}' if reach else 'never'} | "
+                         f"| {points} | {final:.4f} | {delta} | {paired} | {curve[best_step]:.4f} ({best_step}) | {best_paired} "
+                         f"| {f'{reach:.0f}' if reach else 'never'} | "
                          f"{f'{last / reach:.2f}x' if reach else '-'} "
                          f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
     for name, base in sorted(bases.items()):

@@ -96,7 +96,7 @@ def build_feature_cache(
             return path
         raise MiraiError(str(verdict))
     todo = [k for k in range(num_shards) if not _shard_done(path, k)]
-    done_entries = n_entries - sum(_shard_span(k, shard_entries, n_entries)[1] - k * shard_entries for k in todo)
+    done_entries = n_entries - sum(_shard_len(k, shard_entries, n_entries) for k in todo)
     pixels = StorePixels(store, workers=1)
     for k in todo[env.rank :: env.world_size]:  # resumable per shard
         done_entries = _build_shard(path, k, pixels, encoder, head, batch_size, num_workers, progress, done_entries)
@@ -126,7 +126,7 @@ def _start_cache(path: Path, head: dict[str, Any]) -> str:
     for tmp in path.glob(".*.tmp*"):
         tmp.unlink(missing_ok=True)  # leftovers of a killed run
     n_entries, n_crops, hw, dim = head["shape"]
-    need = sum(_shard_span(k, head["shard_entries"], n_entries)[1] - k * head["shard_entries"]
+    need = sum(_shard_len(k, head["shard_entries"], n_entries)
                for k in range(head["num_shards"]) if not _shard_done(path, k)) * n_crops * hw * dim * 2
     free = shutil.disk_usage(path).free
     if need > free:
@@ -138,6 +138,11 @@ def _start_cache(path: Path, head: dict[str, Any]) -> str:
 
 def _shard_span(k: int, shard_entries: int, n_entries: int) -> tuple[int, int]:
     return k * shard_entries, min((k + 1) * shard_entries, n_entries)
+
+
+def _shard_len(k: int, shard_entries: int, n_entries: int) -> int:
+    start, stop = _shard_span(k, shard_entries, n_entries)
+    return stop - start
 
 
 class _EntryCrops(torch.utils.data.Dataset):

@@ -299,8 +299,39 @@ def horizon(base_name: str, name: str) -> str:
         fmt = (lambda x, spec: "never" if x is None else format(x, spec))
         speed = reach.speedup(h) if reach else (None, None, None)
         lines.append(f"| {h} | {b:.4f} | {fmt(v, '.4f')} | {fmt(v and b - v, '+.4f')} | {fmt(reach and reach.steps, '.0f')} "
-                     f"[{fmt(reach and reach.low, '.0f')}, {fmt(reach and reach.high, '.0f')}] | {fmt(speed[0], '.2f')}x "
+                     f"[{fmt(reach and reach.low, '.0f')}, {fmt(reach and reach.high, '.0f')}] | {fmt(speed[0], '.2f')}{'x' if speed[0] else ''} "
                      f"[{speed[1] or 0:.2f}, {fmt(speed[2], '.2f')}] |")
+    return "\n".join(lines) + "\n"
+
+
+def extrapolate(base_name: str, name: str, start: int = 1500, gap_from: int = 2000) -> str:
+    """Where the speed-up would reach 1.5x if the runs went on: fit L(H) = c + b H^-alpha to the baseline's
+    seed-mean curve (steps >= start; alpha by grid, c and b by least squares), take the variant as the baseline
+    curve lowered by its mean gap since `gap_from`, and solve for the steps at which the variant reaches the
+    baseline's value at H. An extrapolation, stated as one: it assumes the gap stays constant and nothing
+    overfits."""
+    import numpy as np
+
+    from mirai_cli.ablate.stats import mean_curve
+
+    seeds = sorted(set(baseline(base_name)["rows"]) & set(baseline(name)["rows"]))
+    base = mean_curve([load_row(base_name, s)["curve"] for s in seeds])
+    var = mean_curve([load_row(name, s)["curve"] for s in seeds])
+    h = np.array([k for k in base if k >= start], float)
+    loss = np.array([base[int(k)] for k in h])
+    fits = []
+    for alpha in np.linspace(0.05, 3, 296):
+        x = np.stack([np.ones_like(h), h ** -alpha], 1)
+        coef = np.linalg.lstsq(x, loss, rcond=None)[0]
+        fits.append((float(((x @ coef - loss) ** 2).mean()), alpha, *coef))
+    mse, alpha, c, b = min(fits)
+    gap = float(np.mean([base[k] - var[k] for k in base if k >= gap_from and k in var]))
+    lines = [f"{name} vs {base_name}, seeds {seeds}: baseline L(H) = {c:.4f} + {b:.4g} H^-{alpha:.2f} (rms "
+             f"{mse ** 0.5:.4f}), gap {gap:+.4f} nats (mean since step {gap_from})", "", "| horizon H | speed-up |",
+             "|---|---|"]
+    for horizon_steps in (max(base), 10000, 15000, 20000, 30000):
+        reach = ((b * horizon_steps ** -alpha + gap) / b) ** (-1 / alpha)
+        lines.append(f"| {horizon_steps} | {horizon_steps / reach:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -318,7 +349,13 @@ def main() -> None:
     p = sub.add_parser("horizon", help="speed-up against run length: a baseline row and a variant row")
     p.add_argument("baseline")
     p.add_argument("variant")
+    p = sub.add_parser("extrapolate", help="speed-up at longer horizons: power-law fit of the baseline, constant gap")
+    p.add_argument("baseline")
+    p.add_argument("variant")
     args = parser.parse_args()
+    if args.cmd == "extrapolate":
+        print(extrapolate(args.baseline, args.variant), end="")
+        return
     if args.cmd == "table":
         print(table(), end="")
         return

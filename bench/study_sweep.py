@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path("runs/sweep")
 PRESETS = ["tiny"]
 G16 = ["data.image_size=64", 'data.store="runs/sweep-g16/tokens"', 'tokenizer.checkpoint="runs/sweep-g16/tokenizer"']
+D60K = ["data.max_images=60000", 'data.store="runs/sweep-d60k/tokens"', 'data.val_store="runs/tiny/tokens-val"']
 D20K = ["data.max_images=20000", 'data.store="runs/sweep-d20k/tokens"', 'data.val_store="runs/tiny/tokens-val"']
 # Every row of the sweep: name -> overrides on top of the tiny preset (and the common ones below).
 CONFIGS: dict[str, list[str]] = {
@@ -100,11 +101,14 @@ CONFIGS: dict[str, list[str]] = {
     # with the horizon on the selection seeds, could reach 1.5x
     "base-d20k": ['foresight.source="none"', *D20K],
     "enc-s16-l05-d20k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5", *D20K],
+    # the extrapolation's test: all 60000 training images (no overfitting expected), 12000 steps (6.4 epochs)
+    "base-d60k": ['foresight.source="none"', *D60K],
+    "enc-s16-l05-d60k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5", *D60K],
 }
 # Rows compared with another baseline than `base` (another length, width or grid) and their (steps, every).
-BASELINE_OF = {n: "base-" + n.rsplit("-", 1)[1] for n in CONFIGS if n.rsplit("-", 1)[-1] in ("3k", "w256", "g16", "d20k")}
+BASELINE_OF = {n: "base-" + n.rsplit("-", 1)[1] for n in CONFIGS if n.rsplit("-", 1)[-1] in ("3k", "w256", "g16", "d20k", "d60k")}
 SCHEDULE = ({n: (3000, 250) for n in CONFIGS if n.endswith("-3k")} | {n: (6000, 250) for n in CONFIGS if n.endswith("-6k")}
-            | {n: (6000, 250) for n in CONFIGS if n.endswith("-d20k")})
+            | {n: (6000, 250) for n in CONFIGS if n.endswith("-d20k")} | {n: (12000, 500) for n in CONFIGS if n.endswith("-d60k")})
 BASELINE_OF |= {n: "base-6k" for n in CONFIGS if n.endswith("-6k")}
 # A row that starts from another row's finished run (lr is constant after warm-up: a longer run is the shorter
 # one continued): its last checkpoint, evaluations and metrics are copied, then the run resumes.

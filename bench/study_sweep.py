@@ -286,14 +286,20 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_curves(base_name: str, name: str) -> tuple[list[int], list[dict], list[dict]]:
+    """The seeds both rows finished, and each row's validation-NLL curves on them (in seed order)."""
+    base_rows, rows = baseline(base_name)["rows"], baseline(name)["rows"]
+    seeds = sorted(set(base_rows) & set(rows))
+    return seeds, [base_rows[s]["curve"] for s in seeds], [rows[s]["curve"] for s in seeds]
+
+
 def horizon(base_name: str, name: str) -> str:
     """Speed-up as a function of the run's length: for each evaluation step H, the steps the variant's seed-mean
-    curve needs to reach the baseline's seed-mean value at H (interpolated, bootstrap interval over seeds)."""
+    curve needs to reach the baseline's seed-mean value at H (interpolated, bootstrap interval over seeds; a
+    lower speed-up end of 0: some resamples never reach it, as in the ablate report)."""
     from mirai_cli.ablate.stats import mean_curve, steps_to_reach
 
-    seeds = sorted(set(baseline(base_name)["rows"]) & set(baseline(name)["rows"]))
-    base = [load_row(base_name, s)["curve"] for s in seeds]
-    var = [load_row(name, s)["curve"] for s in seeds]
+    seeds, base, var = paired_curves(base_name, name)
     lines = [f"{name} vs {base_name}, seeds {seeds}", "", "| horizon H | baseline mean at H | variant mean at H | gain "
              "| variant steps to baseline's H value [95% CI] | speed-up [95% CI] |", "|---|---|---|---|---|---|"]
     for h in sorted(mean_curve(base)):
@@ -318,9 +324,8 @@ def extrapolate(base_name: str, name: str, start: int = 1500, gap_from: int = 20
 
     from mirai_cli.ablate.stats import mean_curve
 
-    seeds = sorted(set(baseline(base_name)["rows"]) & set(baseline(name)["rows"]))
-    base = mean_curve([load_row(base_name, s)["curve"] for s in seeds])
-    var = mean_curve([load_row(name, s)["curve"] for s in seeds])
+    seeds, base_curves, curves = paired_curves(base_name, name)
+    base, var = mean_curve(base_curves), mean_curve(curves)
     h = np.array([k for k in base if k >= start], float)
     loss = np.array([base[int(k)] for k in h])
     fits = []
@@ -350,21 +355,18 @@ def main() -> None:
         p.add_argument("--eval-every", type=int, default=100)
         p.add_argument("--jobs", type=int, default=2)
     sub.add_parser("table")
-    p = sub.add_parser("horizon", help="speed-up against run length: a baseline row and a variant row")
-    p.add_argument("baseline")
-    p.add_argument("variant")
-    p = sub.add_parser("extrapolate", help="speed-up at longer horizons: power-law fit of the baseline, constant gap")
-    p.add_argument("baseline")
-    p.add_argument("variant")
+    analyses = {"horizon": (horizon, "speed-up against run length"),
+                "extrapolate": (extrapolate, "speed-up at longer horizons: power-law fit of the baseline, constant gap")}
+    for cmd, (_, help_text) in analyses.items():
+        p = sub.add_parser(cmd, help=help_text + ": a baseline row and a variant row")
+        p.add_argument("baseline")
+        p.add_argument("variant")
     args = parser.parse_args()
-    if args.cmd == "extrapolate":
-        print(extrapolate(args.baseline, args.variant), end="")
-        return
     if args.cmd == "table":
         print(table(), end="")
         return
-    if args.cmd == "horizon":
-        print(horizon(args.baseline, args.variant), end="")
+    if args.cmd in analyses:
+        print(analyses[args.cmd][0](args.baseline, args.variant), end="")
         return
     unknown = [n for n in (args.names if args.cmd == "run" else args.names[:1]) if n not in CONFIGS]
     if unknown:

@@ -290,6 +290,9 @@ def paired_curves(base_name: str, name: str) -> tuple[list[int], list[dict], lis
     """The seeds both rows finished, and each row's validation-NLL curves on them (in seed order)."""
     base_rows, rows = baseline(base_name)["rows"], baseline(name)["rows"]
     seeds = sorted(set(base_rows) & set(rows))
+    if not seeds:
+        raise SystemExit(f"no seed on which both {base_name} and {name} finished: run them first "
+                         f"(python bench/study_sweep.py run {base_name} {name} --seeds 100)")
     return seeds, [base_rows[s]["curve"] for s in seeds], [rows[s]["curve"] for s in seeds]
 
 

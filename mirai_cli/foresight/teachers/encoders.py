@@ -295,8 +295,10 @@ def _build_effnet(spec, grid, weights, resolution, pretrained, options) -> Froze
     # The last block at each stride (timm's feature_info): stride 32 = every stage, the default target.
     info = {int(i["reduction"]): i for i in model.feature_info if int(i["reduction"]) in spec.layers}[stride]
     blocks = model.blocks[: int(info["module"].split(".")[1]) + 1]
+    model.to(memory_format=torch.channels_last)  # depthwise convolutions ~1.7x faster on CPU, same features
 
     def features(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         return blocks(model.bn1(model.conv_stem(x)))  # stem (conv + BN + ReLU6), then the stages up to `stride`
 
     return FrozenEncoder(spec, model, features, grid, size, int(info["num_chs"]), source, options)

@@ -84,6 +84,9 @@ CONFIGS: dict[str, list[str]] = {
     "base-3k": ['foresight.source="none"'],
     "enc-s16-l05-3k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],
     "ema-l05-3k": ['foresight.source="ema"', "foresight.lambda=0.5"],
+    # the oracle teacher passed the 600-step screening (+3.7 sd): its selection at 3000 steps
+    "enc-tok-l05-3k": ['foresight.source="encoder"', 'foresight.encoder="tokenizer"', "foresight.encoder_layer=0",
+                       "foresight.encoder_resolution=32", "foresight.lambda=0.5"],
     # 6000 steps: the 3000-step rows continued (their last checkpoint, resumed; same data order and schedule)
     "base-6k": ['foresight.source="none"'],
     "enc-s16-l05-6k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],

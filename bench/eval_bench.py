@@ -40,11 +40,12 @@ def throughput(name: str, arr: np.ndarray, weights: str | None, batch: int) -> f
 
 
 def layout_ratio(arr: np.ndarray, batch: int, rounds: int = 3) -> None:
-    """EfficientNet-Lite0's network (as the extractor runs it, 224 px) in the default NCHW layout and in
+    """EfficientNet-Lite0's network (at the extractor's input size) in the default NCHW layout and in
     channels_last, alternated A B A B in one process; prints seconds per round, the ratio, the largest difference."""
-    model = load_extractor("efficientnet-lite0", ["pool"]).module.model
+    extractor = load_extractor("efficientnet-lite0", ["pool"]).module
+    model, size = extractor.model, extractor.input_size
     x = (torch.from_numpy(arr).permute(0, 3, 1, 2).float() - 127.5) / 127.5
-    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     times: dict[str, list[float]] = {"nchw": [], "channels_last": []}
     outs = {}
     with torch.inference_mode():

@@ -6,7 +6,9 @@ validation NLL (and, where asked, FD) at every checkpoint, and a table of every 
 
 A row = (configuration, seed). Each run is one `mirai train` process (checkpoint every --eval-every steps,
 all kept), then the validation NLL of every checkpoint's EMA weights on the held-out store. Results go to
-runs/sweep/<config>/s<seed>/ (evals.jsonl, wall.json); finished rows are never redone. The baseline of the
+runs/sweep/<config>/s<seed>/ (evals.jsonl, wall.json); finished rows are never redone, and each is also appended
+to docs/study_rows.jsonl (committed: runs/ does not outlive the machine), which the table and the analyses read
+for rows whose run folder is gone. The baseline of the
 comparison is the `base` configuration on the same seeds. Selection seeds (100+) are kept apart from the
 reporting seeds of the README's study (0, 1, 2).
 """
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path("runs/sweep")
+ROWS = Path("docs/study_rows.jsonl")  # one finished row per line: name, seed, steps, seconds, command, curve
 PRESETS = ["tiny"]
 G16 = ["data.image_size=64", 'data.store="runs/sweep-g16/tokens"', 'tokenizer.checkpoint="runs/sweep-g16/tokenizer"']
 D60K = ["data.max_images=60000", 'data.store="runs/sweep-d60k/tokens"', 'data.val_store="runs/tiny/tokens-val"']
@@ -190,6 +193,7 @@ def run_one(name: str, seed: int, steps: int, every: int) -> None:
     score(name, seed, steps, every)
     wall.write_text(json.dumps({"seconds": earlier + time.time() - t0, "command": shlex.join(cmd), "steps": steps,
                                 "finished": time.strftime("%Y-%m-%d %H:%M")}))
+    record_row(name, seed)
 
 
 def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: int) -> None:
@@ -221,9 +225,10 @@ def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: i
 
 
 def load_row(name: str, seed: int) -> dict | None:
+    """A finished row: from its run folder, else from the committed record (None if neither)."""
     folder = run_dir(name, seed)
     if not (folder / "wall.json").is_file():
-        return None
+        return recorded_rows().get((name, seed))
     curve = {}
     for line in (folder / "evals.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -231,12 +236,35 @@ def load_row(name: str, seed: int) -> dict | None:
     return {"curve": curve, **json.loads((folder / "wall.json").read_text())}
 
 
+def recorded_rows() -> dict[tuple[str, int], dict]:
+    """The committed records (a later line for the same row replaces an earlier one)."""
+    rows = {}
+    for line in ROWS.read_text().splitlines() if ROWS.is_file() else []:
+        r = json.loads(line)
+        rows[(r["name"], r["seed"])] = {**r, "curve": {int(k): v for k, v in r["curve"].items()}}
+    return rows
+
+
+def record_row(name: str, seed: int) -> None:
+    """Append a finished run folder's row to the committed records, unless recorded from its folder already."""
+    row = load_row(name, seed) if (run_dir(name, seed) / "wall.json").is_file() else None
+    if row is None or recorded_rows().get((name, seed), {}).get("source") == "run":
+        return
+    with open(ROWS, "a") as handle:
+        handle.write(json.dumps({"name": name, "seed": seed, "source": "run", **row}) + "\n")
+
+
+def seeds_of(name: str) -> list[int]:
+    """Every seed with a run folder (finished or not) or a record."""
+    folders = {int(p.name[1:]) for p in (ROOT / name).glob("s*") if p.is_dir()} if (ROOT / name).is_dir() else set()
+    return sorted(folders | {s for n, s in recorded_rows() if n == name})
+
+
 def baseline(name: str) -> dict:
     """The finished rows of a baseline configuration: per seed, the seed-mean curve, its final value and sd."""
     from mirai_cli.ablate.stats import mean_curve
 
-    folders = [p for p in (ROOT / name).glob("s*") if p.is_dir()] if (ROOT / name).is_dir() else []
-    rows = {int(p.name[1:]): load_row(name, int(p.name[1:])) for p in folders}
+    rows = {seed: load_row(name, seed) for seed in seeds_of(name)}
     rows = {s: r for s, r in rows.items() if r}
     curves = [r["curve"] for r in rows.values()]
     mean = mean_curve(curves) if curves else {}
@@ -250,17 +278,15 @@ def table() -> str:
     mean of the baseline's seeds and on the same seed."""
     from mirai_cli.ablate.stats import crossing_step, summarize
 
-    names = sorted(p.name for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir()} if ROOT.is_dir() else set()
+    names = sorted(folders | {n for n, _ in recorded_rows()})
     bases = {b: baseline(b) for b in {BASELINE_OF.get(n, "base") for n in names}}
     lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | gain vs base mean (base sd) "
              "| gain vs base, same seed | best val NLL (step) | best gain vs base, same seed | steps to base final | speed-up "
              "| reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         base = bases[BASELINE_OF.get(name, "base")]
-        for folder in sorted((ROOT / name).glob("s*")):
-            if not folder.is_dir():
-                continue
-            seed = int(folder.name[1:])
+        for seed in seeds_of(name):
             row = load_row(name, seed)
             if row is None:
                 lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - | - | - | - "
@@ -286,6 +312,9 @@ def table() -> str:
             s = summarize(base["finals"])
             lines.append(f"\nBaseline `{name}` final val NLL over seeds {sorted(base['rows'])}: mean {s.mean:.4f}, sd "
                          f"{s.sd if s.sd is None else round(s.sd, 4)}, 95% CI {s.low and round(s.low, 4)}..{s.high and round(s.high, 4)}")
+    if any(r.get("source") == "table" for r in recorded_rows().values()):
+        lines.append('\nRows recorded from an earlier printing of this table (source "table" in ' + str(ROWS) + ") hold "
+                     "the curve to 3 decimals and the final value to 4.")
     return "\n".join(lines) + "\n"
 
 
@@ -361,6 +390,7 @@ def main() -> None:
         p.add_argument("--eval-every", type=int, default=100)
         p.add_argument("--jobs", type=int, default=2)
     sub.add_parser("table")
+    sub.add_parser("record", help="append every finished run folder not yet recorded to " + str(ROWS))
     analyses = {"horizon": (horizon, "speed-up against run length"),
                 "extrapolate": (extrapolate, "speed-up at longer horizons: power-law fit of the baseline, constant gap")}
     for cmd, (_, help_text) in analyses.items():
@@ -370,6 +400,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.cmd == "table":
         print(table(), end="")
+        return
+    if args.cmd == "record":
+        for name in sorted(p.name for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []:
+            for seed in seeds_of(name):
+                record_row(name, seed)
         return
     if args.cmd in analyses:
         print(analyses[args.cmd][0](args.baseline, args.variant), end="")

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path("runs/sweep")
-ROWS = Path("docs/study_rows.jsonl")  # one finished row per line: name, seed, steps, seconds, command, curve
+ROWS = Path("docs/study_rows.jsonl")  # one finished row per line: name, seed, tokenizer, steps, seconds, command, curve
+EARLIER = "earlier"  # the tokenizer of the rows recorded from the table of the sessions before 2026-12-02
 PRESETS = ["tiny"]
 G16 = ["data.image_size=64", 'data.store="runs/sweep-g16/tokens"', 'tokenizer.checkpoint="runs/sweep-g16/tokenizer"']
 D60K = ["data.max_images=60000", 'data.store="runs/sweep-d60k/tokens"', 'data.val_store="runs/tiny/tokens-val"']
@@ -224,108 +225,131 @@ def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: i
                 print(f"finished {item[0]} seed {item[1]} (exit {item[2].returncode})", flush=True)
 
 
-def load_row(name: str, seed: int) -> dict | None:
-    """A finished row: from its run folder, else from the committed record (None if neither)."""
+def folder_row(name: str, seed: int) -> dict | None:
+    """A finished run folder's row (None if unfinished), with the tokenizer its codes came from."""
+    from mirai_cli.engine.checkpoints import list_checkpoints, read_meta
+
     folder = run_dir(name, seed)
     if not (folder / "wall.json").is_file():
-        return recorded_rows().get((name, seed))
+        return None
     curve = {}
     for line in (folder / "evals.jsonl").read_text().splitlines():
         r = json.loads(line)
         curve[r["step"]] = r["values"]["val_nll"]
-    return {"curve": curve, **json.loads((folder / "wall.json").read_text())}
+    tokenizer = read_meta(list_checkpoints(folder)[-1][1])["tokenizer"]["sha256"][:12]
+    return {"name": name, "seed": seed, "tokenizer": tokenizer, "source": "run", "curve": curve,
+            **json.loads((folder / "wall.json").read_text())}
 
 
-def recorded_rows() -> dict[tuple[str, int], dict]:
-    """The committed records (a later line for the same row replaces an earlier one)."""
+def recorded_rows() -> dict[tuple[str, str, int], dict]:
+    """The committed records by (tokenizer, config, seed)."""
     rows = {}
     for line in ROWS.read_text().splitlines() if ROWS.is_file() else []:
         r = json.loads(line)
-        rows[(r["name"], r["seed"])] = {**r, "curve": {int(k): v for k, v in r["curve"].items()}}
+        rows[(r["tokenizer"], r["name"], r["seed"])] = {**r, "curve": {int(k): v for k, v in r["curve"].items()}}
+    return rows
+
+
+def all_rows() -> dict[tuple[str, str, int], dict | None]:
+    """Every row by (tokenizer, config, seed): the records, then the run folders here (a started, unfinished one
+    under tokenizer "unfinished", as None). Rows on different tokenizer fits are never compared: a refit on
+    another machine gives other codes (base-3k seed 100 at step 250: 3.944 on the earlier fit, 3.914 on the
+    2026-12-02 one)."""
+    rows: dict[tuple[str, str, int], dict | None] = dict(recorded_rows())
+    for folder in sorted(ROOT.glob("*/s*")) if ROOT.is_dir() else []:
+        if folder.is_dir() and folder.parent.name in CONFIGS:
+            name, seed = folder.parent.name, int(folder.name[1:])
+            row = folder_row(name, seed)
+            rows[(row["tokenizer"], name, seed) if row else ("unfinished", name, seed)] = row
     return rows
 
 
 def record_row(name: str, seed: int) -> None:
-    """Append a finished run folder's row to the committed records, unless recorded from its folder already."""
-    row = load_row(name, seed) if (run_dir(name, seed) / "wall.json").is_file() else None
-    if row is None or recorded_rows().get((name, seed), {}).get("source") == "run":
-        return
-    with open(ROWS, "a") as handle:
-        handle.write(json.dumps({"name": name, "seed": seed, "source": "run", **row}) + "\n")
+    """Append a finished run folder's row to the committed records, unless recorded already."""
+    row = folder_row(name, seed)
+    if row and (row["tokenizer"], name, seed) not in recorded_rows():
+        with open(ROWS, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
 
 
-def seeds_of(name: str) -> list[int]:
-    """Every seed with a run folder (finished or not) or a record."""
-    folders = {int(p.name[1:]) for p in (ROOT / name).glob("s*") if p.is_dir()} if (ROOT / name).is_dir() else set()
-    return sorted(folders | {s for n, s in recorded_rows() if n == name})
+def generations() -> dict[str, dict[tuple[str, int], dict | None]]:
+    """The rows of each tokenizer fit, by (config, seed), in the order the fits first appear."""
+    groups: dict[str, dict[tuple[str, int], dict | None]] = {}
+    for (tokenizer, name, seed), row in all_rows().items():
+        groups.setdefault(tokenizer, {})[(name, seed)] = row
+    return groups
 
 
-def baseline(name: str) -> dict:
+def baseline(rows: dict[tuple[str, int], dict | None], name: str) -> dict:
     """The finished rows of a baseline configuration: per seed, the seed-mean curve, its final value and sd."""
     from mirai_cli.ablate.stats import mean_curve
 
-    rows = {seed: load_row(name, seed) for seed in seeds_of(name)}
-    rows = {s: r for s, r in rows.items() if r}
-    curves = [r["curve"] for r in rows.values()]
+    by_seed = {seed: r for (n, seed), r in rows.items() if n == name and r}
+    curves = [r["curve"] for r in by_seed.values()]
     mean = mean_curve(curves) if curves else {}
     finals = [c[max(c)] for c in curves]
-    return {"rows": rows, "mean": mean, "final": mean[max(mean)] if mean else None, "finals": finals,
+    return {"rows": by_seed, "mean": mean, "final": mean[max(mean)] if mean else None, "finals": finals,
             "sd": statistics.stdev(finals) if len(finals) > 1 else None}
 
 
 def table() -> str:
-    """Every finished row, compared with its baseline (`base`, or the one of its length/width/grid) on the
-    mean of the baseline's seeds and on the same seed."""
+    """Every row, by tokenizer fit, compared with its baseline (`base`, or the one of its length/width/grid) of
+    the same fit, on the mean of the baseline's seeds and on the same seed."""
+    sections = []
+    for tokenizer, rows in generations().items():
+        title = ("Started here, not finished" if tokenizer == "unfinished" else
+                 f"Tokenizer fit `{tokenizer}`" + (" (the fit of the sessions before 2026-12-02: curves to 3 decimals, "
+                                                   "final values to 4)" if tokenizer == EARLIER else ""))
+        sections.append(f"## {title}\n\n" + table_of(rows))
+    return "\n".join(sections)
+
+
+def table_of(rows: dict[tuple[str, int], dict | None]) -> str:
     from mirai_cli.ablate.stats import crossing_step, summarize
 
-    folders = {p.name for p in ROOT.iterdir() if p.is_dir()} if ROOT.is_dir() else set()
-    names = sorted(folders | {n for n, _ in recorded_rows()})
-    bases = {b: baseline(b) for b in {BASELINE_OF.get(n, "base") for n in names}}
+    bases = {b: baseline(rows, b) for b in {BASELINE_OF.get(n, "base") for n, _ in rows}}
     lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | gain vs base mean (base sd) "
              "| gain vs base, same seed | best val NLL (step) | best gain vs base, same seed | steps to base final | speed-up "
              "| reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in names:
-        base = bases[BASELINE_OF.get(name, "base")]
-        for seed in seeds_of(name):
-            row = load_row(name, seed)
-            if row is None:
-                lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - | - | - | - "
-                             f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
-                continue
-            curve = row["curve"]
-            final = curve[max(curve)]
-            reach = crossing_step(list(curve), list(curve.values()), base["final"]) if base["final"] else None
-            delta = f"{(base['final'] - final):+.4f} ({(base['final'] - final) / base['sd']:+.1f} sd)" if base["sd"] else "-"
-            points = " ".join(f"{curve[s]:.3f}" for s in sorted(curve))
-            last = max(base["mean"]) if base["mean"] else None
-            same = base["rows"].get(seed)
-            paired = f"{same['curve'][max(same['curve'])] - final:+.4f}" if same else "-"
-            best_step = min(curve, key=curve.get)
-            best_paired = f"{min(same['curve'].values()) - curve[best_step]:+.4f}" if same else "-"
-            lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
-                         f"| {points} | {final:.4f} | {delta} | {paired} | {curve[best_step]:.4f} ({best_step}) | {best_paired} "
-                         f"| {f'{reach:.0f}' if reach else 'never'} | "
-                         f"{f'{last / reach:.2f}x' if reach else '-'} "
+    for name, seed in sorted(rows):
+        base, row = bases[BASELINE_OF.get(name, "base")], rows[(name, seed)]
+        if row is None:
+            lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | - | - | unfinished | - | - | - | - | - | - | - "
                          f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
+            continue
+        curve = row["curve"]
+        final = curve[max(curve)]
+        reach = crossing_step(list(curve), list(curve.values()), base["final"]) if base["final"] else None
+        delta = f"{(base['final'] - final):+.4f} ({(base['final'] - final) / base['sd']:+.1f} sd)" if base["sd"] else "-"
+        points = " ".join(f"{curve[s]:.3f}" for s in sorted(curve))
+        last = max(base["mean"]) if base["mean"] else None
+        same = base["rows"].get(seed)
+        paired = f"{same['curve'][max(same['curve'])] - final:+.4f}" if same else "-"
+        best_step = min(curve, key=curve.get)
+        best_paired = f"{min(same['curve'].values()) - curve[best_step]:+.4f}" if same else "-"
+        lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
+                     f"| {points} | {final:.4f} | {delta} | {paired} | {curve[best_step]:.4f} ({best_step}) | {best_paired} "
+                     f"| {f'{reach:.0f}' if reach else 'never'} | "
+                     f"{f'{last / reach:.2f}x' if reach else '-'} "
+                     f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
     for name, base in sorted(bases.items()):
         if base["finals"]:
             s = summarize(base["finals"])
             lines.append(f"\nBaseline `{name}` final val NLL over seeds {sorted(base['rows'])}: mean {s.mean:.4f}, sd "
                          f"{s.sd if s.sd is None else round(s.sd, 4)}, 95% CI {s.low and round(s.low, 4)}..{s.high and round(s.high, 4)}")
-    if any(r.get("source") == "table" for r in recorded_rows().values()):
-        lines.append('\nRows recorded from an earlier printing of this table (source "table" in ' + str(ROWS) + ") hold "
-                     "the curve to 3 decimals and the final value to 4.")
     return "\n".join(lines) + "\n"
 
 
 def paired_curves(base_name: str, name: str) -> tuple[list[int], list[dict], list[dict]]:
-    """The seeds both rows finished, and each row's validation-NLL curves on them (in seed order)."""
-    base_rows, rows = baseline(base_name)["rows"], baseline(name)["rows"]
-    seeds = sorted(set(base_rows) & set(rows))
-    if not seeds:
-        raise SystemExit(f"no seed on which both {base_name} and {name} finished: run them first "
-                         f"(python bench/study_sweep.py run {base_name} {name} --seeds 100)")
-    return seeds, [base_rows[s]["curve"] for s in seeds], [rows[s]["curve"] for s in seeds]
+    """The seeds both rows finished on the latest tokenizer fit that has both, and each row's validation-NLL
+    curves on them (in seed order)."""
+    for rows in reversed(generations().values()):
+        base_rows, var_rows = baseline(rows, base_name)["rows"], baseline(rows, name)["rows"]
+        seeds = sorted(set(base_rows) & set(var_rows))
+        if seeds:
+            return seeds, [base_rows[s]["curve"] for s in seeds], [var_rows[s]["curve"] for s in seeds]
+    raise SystemExit(f"no seed on which both {base_name} and {name} finished on one tokenizer fit: run them first "
+                     f"(python bench/study_sweep.py run {base_name} {name} --seeds 100)")
 
 
 def horizon(base_name: str, name: str) -> str:
@@ -402,9 +426,9 @@ def main() -> None:
         print(table(), end="")
         return
     if args.cmd == "record":
-        for name in sorted(p.name for p in ROOT.iterdir() if p.is_dir()) if ROOT.is_dir() else []:
-            for seed in seeds_of(name):
-                record_row(name, seed)
+        for folder in sorted(ROOT.glob("*/s*")) if ROOT.is_dir() else []:
+            if folder.is_dir() and folder.parent.name in CONFIGS:
+                record_row(folder.parent.name, int(folder.name[1:]))
         return
     if args.cmd in analyses:
         print(analyses[args.cmd][0](args.baseline, args.variant), end="")

@@ -9,7 +9,7 @@ all kept), then the validation NLL of every checkpoint's EMA weights on the held
 runs/sweep/<config>/s<seed>/ (evals.jsonl, wall.json); finished rows are never redone, and each is also appended
 to docs/study_rows.jsonl (committed: runs/ does not outlive the machine), which the table and the analyses read
 for rows whose run folder is gone. The baseline of the
-comparison is the `base` configuration on the same seeds. Selection seeds (100+) are kept apart from the
+comparison is the `base` configuration on the same seeds and tokenizer fit. Selection seeds (100+) are kept apart from the
 reporting seeds of the README's study (0, 1, 2).
 """
 

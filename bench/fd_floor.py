@@ -19,6 +19,7 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
 from mirai_cli.config import load_config
 from mirai_cli.data.store import TokenStore
+from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.extractors import get_extractor, load_extractor
 from mirai_cli.evaluation.features import extract_features, stats_of
 from mirai_cli.evaluation.reference import open_reference
@@ -57,4 +58,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MiraiError as error:  # a missing store, tokenizer or extractor: one line, not a traceback
+        raise SystemExit(f"error: {error}") from None

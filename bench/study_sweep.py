@@ -103,6 +103,9 @@ CONFIGS: dict[str, list[str]] = {
     "base-g16": ['foresight.source="none"', *G16],
     "enc-s16-l05-g16": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
                         "foresight.encoder_resolution=256", *G16],
+    # the strongest teacher at 8x8 (the tokenizer's encoder latents), on the 16x16 grid: its 64 px input
+    "enc-tok-l05-g16": ['foresight.source="encoder"', 'foresight.encoder="tokenizer"', "foresight.encoder_layer=0",
+                        "foresight.encoder_resolution=64", "foresight.lambda=0.5", *G16],
     # data size: 20000 training images instead of 6000 (same tokenizer, same 2000 validation images), 6000 steps
     # (9.6 epochs): the 6000-image runs overfit after ~3000 steps (16 epochs), before the speed-up, which grows
     # with the horizon on the selection seeds, could reach 1.5x

@@ -4,6 +4,8 @@ A generator's samples are decoded tokens, so (b) bounds from below what any GPT 
 (a) is the finite-sample FD of real data at this n.
 
     python bench/fd_floor.py --preset small --n 1000
+    python bench/fd_floor.py --set data.image_size=64 --set 'data.store="runs/sweep-g16/tokens"' \
+        --set 'tokenizer.checkpoint="runs/sweep-g16/tokenizer"'          # the sweep's 16x16 grid
 
 The n images are the store's first n entries (the reference is the evaluation's random subset of the training
 split, as `mirai ablate` uses it; the overlap is the same for both rows).
@@ -31,9 +33,10 @@ from mirai_cli.tokenizer.from_config import tokenizer_location
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", action="append", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override")
     parser.add_argument("--n", type=int, default=1000)
     args = parser.parse_args()
-    config = load_config(args.preset or ["tiny"], [])
+    config = load_config(args.preset or ["tiny"], args.set)
     cpu = torch.device("cpu")
     store = TokenStore.open(config.data.store)
     idx = np.arange(min(args.n, len(store)))

@@ -81,6 +81,11 @@ CONFIGS: dict[str, list[str]] = {
     "enc-tok-l05": ['foresight.source="encoder"', 'foresight.encoder="tokenizer"', "foresight.encoder_layer=0",
                     "foresight.encoder_resolution=32",
                     "foresight.lambda=0.5"],
+    # the other stages of Lite1 at the input size that gives exactly the 8x8 grid (stride 8 at 64 px, 32 at 256 px)
+    "enc-s8-l05": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64",
+                   "foresight.lambda=0.5"],
+    "enc-s32-l05": ['foresight.source="encoder"', "foresight.encoder_layer=32", "foresight.encoder_resolution=256",
+                    "foresight.lambda=0.5"],
     "ema-l05-d9": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.9"],
     "ema-l05-d999": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.ema_decay=0.999"],
     "ema-l05-w0": ['foresight.source="ema"', "foresight.lambda=0.5", "foresight.warmup=0"],

@@ -96,6 +96,9 @@ CONFIGS: dict[str, list[str]] = {
     # the oracle teacher passed the 600-step screening (+3.7 sd): its selection at 3000 steps
     "enc-tok-l05-3k": ['foresight.source="encoder"', 'foresight.encoder="tokenizer"', "foresight.encoder_layer=0",
                        "foresight.encoder_resolution=32", "foresight.lambda=0.5"],
+    # Lite1's stride-8 stage passed its 600-step screen (+0.045 same seed vs stride 16's +0.020): selection
+    "enc-s8-l05-3k": ['foresight.source="encoder"', "foresight.encoder_layer=8", "foresight.encoder_resolution=64",
+                      "foresight.lambda=0.5"],
     # 6000 steps: the 3000-step rows continued (their last checkpoint, resumed; same data order and schedule)
     "base-6k": ['foresight.source="none"'],
     "enc-s16-l05-6k": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5"],

@@ -28,7 +28,7 @@ from mirai_cli.engine.checkpoints import latest_checkpoint, list_checkpoints
 from mirai_cli.engine.metrics_log import read_metrics
 from mirai_cli.engine.trainer import train
 from mirai_cli.errors import MiraiError
-from mirai_cli.evaluation import evaluate
+from mirai_cli.evaluation import cache_reference, evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.evaluation.nll import validation_nll
 from mirai_cli.fileio import write_json
@@ -210,12 +210,27 @@ def run_study(
         prepare_data(study.variants[0].config)  # type: ignore[arg-type]
         prepare_teacher_caches(chosen, progress)
     if jobs > 1 and len(chosen) > 1:
+        prepare_references(chosen, log)
         run_in_processes(study, chosen, presets, overrides, values, jobs, log)
         return {v.name: [record for _, record in sorted(read_evals(study.evals_path(v)).items())] for v in chosen}
     results = {}
     for variant in chosen:
         results[variant.name] = run_variant(study, variant, progress, log)
     return results
+
+
+def prepare_references(variants: Sequence[Variant], log: Log = print) -> None:
+    """Cache each distinct evaluation reference's features once, before parallel variants would each extract
+    them at their first evaluation."""
+    seen = set()
+    for variant in variants:
+        if variant.config.ablate.eval_samples_per_class <= 0:  # type: ignore[union-attr]
+            continue
+        settings, reference = eval_settings_from_config(variant.config)  # type: ignore[arg-type]
+        if (repr(settings), reference) not in seen:
+            seen.add((repr(settings), reference))
+            if cache_reference(reference, settings):
+                log(f"evaluation reference {reference}: features extracted once for the parallel variants")
 
 
 def prepare_teacher_caches(variants: Sequence[Variant], progress: bool = True) -> None:

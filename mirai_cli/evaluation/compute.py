@@ -272,6 +272,35 @@ def _metrics(s: EvalSettings, layers: dict[str, str], feats: dict[str, np.ndarra
     return {k: float(v) for k, v in out.items()}, failed
 
 
+def cache_reference(reference: str | Path | np.ndarray | ImageSet, settings: EvalSettings | None = None,
+                    progress: ProgressFn | None = None) -> bool:
+    """Put the reference's features and FID statistics for `settings` in the feature cache, so that evaluations
+    started next in parallel (`mirai ablate --jobs N`) read them instead of each extracting the same images.
+    Nothing to do for a statistics file, a disabled cache or an already cached reference. True if it extracted."""
+    s = (settings or EvalSettings()).validated()
+    if s.cache_root() is None:
+        return False
+    info = get_extractor(s.extractor)
+    layers = {info.layer(m) for m in s.metrics if m in ("fid", "kid", "prc")}
+    ref = reference if isinstance(reference, Reference) else open_reference(
+        reference, resize=s.resize, limit=s.ref_limit, seed=s.seed)
+    if ref.images is None or not layers:
+        return False
+    device = s.torch_device()
+    cache = FeatureCache(s.cache_root())
+    ext = load_extractor(info.name, sorted(layers), weights=s.inception_weights, allow_download=s.allow_download,
+                         device=device)
+    side = _reference_side(ref, ref.content_id(cache.memo), ext, cache, cache.memo.sha256(ext.weights_path), s,
+                           device, progress)
+    assert side is not None
+    if "fid" in s.metrics:
+        side.fid_stats(info.layer("fid"))
+    feature_layers = {info.layer(m) for m in s.metrics if m in ("kid", "prc")}
+    if feature_layers:
+        side.features(feature_layers)
+    return "extracted" in side.sources
+
+
 def compute_reference_stats(reference: str | Path | np.ndarray | ImageSet, out: str | Path,
                             settings: EvalSettings | None = None, *, with_features: bool = False,
                             progress: ProgressFn | None = None) -> dict[str, Any]:

@@ -7,7 +7,9 @@ import pytest
 from mirai_testdata import tiny_overrides
 
 from mirai_cli.ablate.report import write_report
-from mirai_cli.ablate.runner import plan_study, run_study
+from mirai_cli.ablate.runner import plan_study, prepare_references, run_study
+from mirai_cli.evaluation import evaluate
+from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.tokenizer.from_config import encode_from_config
 
 
@@ -93,3 +95,17 @@ def test_variants_in_parallel_processes_give_the_same_numbers(tiny_store, tmp_pa
             assert ra["step"] == rb["step"]
             assert ra["values"]["fid"] == pytest.approx(rb["values"]["fid"], rel=0.02)
     assert (tmp_path / "par" / "runs" / "baseline.log").is_file()
+
+
+def test_parallel_variants_get_the_reference_features_extracted_once_first(tiny_store, tmp_path, monkeypatch):
+    """Before `--jobs N` processes start, the evaluation reference is extracted once into the cache (each
+    process would otherwise extract the same images at its first evaluation)."""
+    monkeypatch.setenv("MIRAI_CACHE", str(tmp_path / "cache"))
+    study = plan_study(["tiny"], study_overrides(tiny_store, tmp_path), "source", ["ema"], tmp_path / "study")
+    lines: list[str] = []
+    prepare_references(study.variants, lines.append)
+    prepare_references(study.variants, lines.append)  # cached now: nothing extracted, nothing said
+    assert len(lines) == 1 and str(tiny_store["npz"]) in lines[0]
+    settings, reference = eval_settings_from_config(study.variants[0].config)
+    result = evaluate(tiny_store["npz"], reference, settings)
+    assert result.ok and result.reference["fid_statistics"] == "cache" and result.reference["features"] == ["cache"]

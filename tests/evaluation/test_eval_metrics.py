@@ -9,7 +9,7 @@ import pytest
 import torch_fidelity
 from evalhelpers import images, write_folder, write_npz
 
-from mirai_cli.evaluation import compute_reference_stats, evaluate
+from mirai_cli.evaluation import cache_reference, compute_reference_stats, evaluate
 
 ALL = ("fid", "isc", "kid", "prc")
 
@@ -70,6 +70,19 @@ def test_cached_reference_costs_no_extraction_and_gives_the_same_number(tmp_path
     third_log = []
     evaluate(s, ref, tiny(), progress=lambda *a: third_log.append(a))
     assert "reference" in labels_seen(third_log)
+
+
+def test_cache_reference_lets_later_evaluations_skip_the_reference(tmp_path, tiny):
+    s = write_npz(tmp_path / "s.npz", images(20, seed=14))
+    ref = write_folder(tmp_path / "ref", images(30, seed=15, style="dark"))
+    assert cache_reference(ref, tiny(metrics=ALL, use_cache=False)) is False  # no cache: nothing to fill
+    assert cache_reference(ref, tiny(metrics=ALL)) is True
+    assert cache_reference(ref, tiny(metrics=ALL)) is False  # already cached
+    log = []
+    r = evaluate(s, ref, tiny(metrics=ALL), progress=lambda *a: log.append(a))
+    assert labels_seen(log) == {"samples"}
+    assert r.reference["fid_statistics"] == "cache" and r.reference["features"] == ["cache"]
+    assert r.values == evaluate(s, ref, tiny(metrics=ALL, use_cache=False)).values
 
 
 def test_stats_file_round_trip(tmp_path, tiny):

@@ -121,9 +121,26 @@ def _ref_features_from_file(ref: Reference, layers: set[str]) -> dict[str, np.nd
 
 def _prepare(samples: Any, reference: Any, s: EvalSettings) -> tuple[ImageSet, Reference]:
     sample_set = samples if isinstance(samples, ImageSet) else open_images(samples, resize=s.resize)
-    ref = reference if isinstance(reference, Reference) else open_reference(
+    return sample_set, _open_ref(reference, s)
+
+
+def _open_ref(reference: Any, s: EvalSettings) -> Reference:
+    return reference if isinstance(reference, Reference) else open_reference(
         reference, resize=s.resize, limit=s.ref_limit, seed=s.seed)
-    return sample_set, ref
+
+
+def _extracting_side(ref: Reference, info: ExtractorInfo, layers: set[str], s: EvalSettings, cache: FeatureCache,
+                     progress: ProgressFn | None) -> tuple[ReferenceFeatures, LoadedExtractor, str, str]:
+    """The image reference's features for `layers`, with the extractor loaded for them: (side, extractor,
+    weights sha256, reference id)."""
+    device = s.torch_device()
+    ext = load_extractor(info.name, sorted(layers), weights=s.inception_weights, allow_download=s.allow_download,
+                         device=device)
+    weights_sha = cache.memo.sha256(ext.weights_path)
+    ref_id = ref.content_id(cache.memo)
+    side = _reference_side(ref, ref_id, ext, cache, weights_sha, s, device, progress)
+    assert side is not None
+    return side, ext, weights_sha, ref_id
 
 
 def _reference_side(ref: Reference, ref_id: str, ext: LoadedExtractor, cache: FeatureCache, weights_sha: str,
@@ -282,22 +299,17 @@ def cache_reference(reference: str | Path | np.ndarray | ImageSet, settings: Eva
         return False
     info = get_extractor(s.extractor)
     layers = {info.layer(m) for m in s.metrics if m in ("fid", "kid", "prc")}
-    ref = reference if isinstance(reference, Reference) else open_reference(
-        reference, resize=s.resize, limit=s.ref_limit, seed=s.seed)
+    ref = _open_ref(reference, s)
     if ref.images is None or not layers:
         return False
-    device = s.torch_device()
     cache = FeatureCache(s.cache_root())
-    ext = load_extractor(info.name, sorted(layers), weights=s.inception_weights, allow_download=s.allow_download,
-                         device=device)
-    side = _reference_side(ref, ref.content_id(cache.memo), ext, cache, cache.memo.sha256(ext.weights_path), s,
-                           device, progress)
-    assert side is not None
+    side, _, _, _ = _extracting_side(ref, info, layers, s, cache, progress)
     if "fid" in s.metrics:
         side.fid_stats(info.layer("fid"))
     feature_layers = {info.layer(m) for m in s.metrics if m in ("kid", "prc")}
     if feature_layers:
         side.features(feature_layers)
+    cache.memo.save()  # the reference's content hash too: the parallel evaluations need not rehash it
     return "extracted" in side.sources
 
 
@@ -308,22 +320,15 @@ def compute_reference_stats(reference: str | Path | np.ndarray | ImageSet, out: 
     for `reference`, for later `evaluate(samples, out)`. Returns the file's metadata."""
     s = (settings or EvalSettings()).validated()
     info = get_extractor(s.extractor)
-    device = s.torch_device()
-    cache = FeatureCache(s.cache_root())
-    ref = reference if isinstance(reference, Reference) else open_reference(
-        reference, resize=s.resize, limit=s.ref_limit, seed=s.seed)
+    ref = _open_ref(reference, s)
     if ref.images is None:
         raise MiraiError(f"{ref.spec} holds statistics, not images: there is nothing to compute statistics from")
     if len(ref.images) < 2:
         raise MiraiError(f"statistics need at least 2 images, {ref.spec} has {len(ref.images)}")
     fid_layer = info.layer("fid")
     feature_layers = sorted({info.layer("kid"), info.layer("prc")}) if with_features else []
-    ext = load_extractor(info.name, sorted({fid_layer, *feature_layers}), weights=s.inception_weights,
-                         allow_download=s.allow_download, device=device)
-    weights_sha = cache.memo.sha256(ext.weights_path)
-    ref_id = ref.content_id(cache.memo)
-    side = _reference_side(ref, ref_id, ext, cache, weights_sha, s, device, progress)
-    assert side is not None
+    cache = FeatureCache(s.cache_root())
+    side, ext, weights_sha, ref_id = _extracting_side(ref, info, {fid_layer, *feature_layers}, s, cache, progress)
     stats = side.fid_stats(fid_layer)
     features = side.features(feature_layers) if feature_layers else {}
     meta = {"extractor": info.name, "layer": fid_layer, "weights_sha256": weights_sha,

@@ -106,6 +106,13 @@ CONFIGS: dict[str, list[str]] = {
     "base-w256": ['foresight.source="none"', "model.dim=256"],
     "enc-s16-l05-w256": ['foresight.source="encoder"', "foresight.encoder_layer=16", "foresight.lambda=0.5",
                          "model.dim=256"],
+    # the student-size question (docs/study.md, 2026-12-03): the best teacher (stride 8) against the baseline at
+    # widths 256 and 384 (width 128: base-3k, enc-s8-l05-3k), 4 layers, 3000 steps; bf16 autocast (2.0x / 2.4x
+    # faster than fp32 at these widths on this CPU; the width-128 rows are fp32, where bf16 is slower)
+    **{f"{arm}-w{w}-3k": [*over, f"model.dim={w}", 'train.precision="bf16"'] for w in (256, 384)
+       for arm, over in (("base", ['foresight.source="none"']),
+                         ("enc-s8-l05", ['foresight.source="encoder"', "foresight.encoder_layer=8",
+                                         "foresight.encoder_resolution=64", "foresight.lambda=0.5"]))},
     # 16x16 token grid at 64 px (same tokenizer shape, its own fit and store); the teacher's stride-16 stage
     # at 256 px is exactly the grid
     "base-g16": ['foresight.source="none"', *G16],
@@ -132,6 +139,7 @@ CONFIGS: dict[str, list[str]] = {
 BASELINE_OF = {n: "base-" + n.rsplit("-", 1)[1] for n in CONFIGS if n.rsplit("-", 1)[-1] in ("3k", "w256", "g16", "d20k", "d60k")}
 SCHEDULE = ({n: (3000, 250) for n in CONFIGS if n.endswith("-3k")} | {n: (6000, 250) for n in CONFIGS if n.endswith("-6k")}
             | {n: (6000, 250) for n in CONFIGS if n.endswith("-d20k")} | {n: (12000, 500) for n in CONFIGS if n.endswith("-d60k")})
+BASELINE_OF |= {f"{arm}-w{w}-3k": f"base-w{w}-3k" for w in (256, 384) for arm in ("base", "enc-s8-l05")}
 BASELINE_OF |= {n: "base-6k" for n in CONFIGS if n.endswith("-6k")} | {"enc-tok-l05-g16-3k": "base-g16-3k", "base-g16-3k": "base-g16-3k"}
 # A row that starts from another row's finished run (lr is constant after warm-up: a longer run is the shorter
 # one continued): its last checkpoint, evaluations and metrics are copied, then the run resumes.

@@ -1,5 +1,5 @@
 """CPU threads under load: two training jobs at once (what `mirai ablate --jobs 2` runs), with torch's default
-threads and OpenMP waiting vs. the choice `main()` makes for them (engine/threads.py). Rounds alternate
+threads and OpenMP waiting vs. the choice `main()` makes for them (runtime/threads.py). Rounds alternate
 A B A B ... so both see the same machine; the figure is the ratio of step times.
 
     python bench/threads_bench.py                      # 3 rounds, 8 layers x 256 wide, 16x16 grid, batch 4
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args.layers, args.dim, args.batch, args.steps)
-    from mirai_cli.engine.threads import apply_threads, choose_threads
+    from mirai_cli.runtime.threads import apply_threads, choose_threads
 
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     chosen = dict(base)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from mirai_cli.data.store import store_info
-from mirai_cli.runtime import autocast, resolve_device, resolve_precision
+from mirai_cli.runtime.device import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import save_tokenizer
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
@@ -117,7 +117,7 @@ def _jpeg_folder(root: Path, n: int) -> Path:
 CACHE_SCRIPT = """
 import sys
 from mirai_cli.data.store import TokenStore
-from mirai_cli.engine.distributed import init_distributed
+from mirai_cli.runtime.distributed import init_distributed
 from mirai_cli.foresight.feature_cache import build_feature_cache
 from mirai_cli.foresight.teachers import build_encoder
 from mirai_cli.tokenizer.checkpoint import load_tokenizer

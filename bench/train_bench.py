@@ -37,7 +37,7 @@ from mirai_cli.foresight.projector import Projector
 from mirai_cli.foresight.teachers import EMATeacher, build_encoder
 from mirai_cli.foresight.teachers.targets import TargetOptions
 from mirai_cli.gpt.model import GPT
-from mirai_cli.runtime import autocast, resolve_precision
+from mirai_cli.runtime.device import autocast, resolve_precision
 
 # shape -> (presets, overrides, batch, Mirai-I encoder, its resolution)
 SHAPES = {

@@ -53,7 +53,7 @@ def tiny_vq_args(root: Path, source: Path) -> list[str]:
 
 def hold_lock(folder: Path) -> subprocess.Popen:
     """A live process of this host that holds `folder`'s mirai lock (as a running job would); kill it to end it."""
-    code = ("import sys, time; from mirai_cli.locks import acquire; acquire(sys.argv[1]); print('held', flush=True); "
+    code = ("import sys, time; from mirai_cli.files.locks import acquire; acquire(sys.argv[1]); print('held', flush=True); "
             "time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, text=True)

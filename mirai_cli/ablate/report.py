@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from mirai_cli.ablate.axes import Variant
 from mirai_cli.ablate.stats import steps_to_reach, summarize
-from mirai_cli.fileio import atomic_path, write_json, write_text
+from mirai_cli.files.atomic import atomic_path, write_json, write_text
 
 # Metrics in table order: canonical key, lower is better?
 METRICS: list[tuple[str, bool]] = [

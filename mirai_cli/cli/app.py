@@ -9,7 +9,7 @@ import typer
 
 from mirai_cli import __version__
 from mirai_cli.cli import ablate, eval_cmd, plot, presets, sample, tokenize, train
-from mirai_cli.engine.threads import configure_threads
+from mirai_cli.runtime.threads import configure_threads
 
 app = typer.Typer(
     name="mirai",

@@ -16,7 +16,7 @@ def plot_command(
     out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG to write"),
 ) -> None:
     """Plot every loss term, the learning rate and the gradient norm against step, one line per run."""
-    from mirai_cli.metrics_plot import plot_runs
+    from mirai_cli.metrics.plot import plot_runs
 
     check_output_file(out, "--out")
     console.print(f"[green]wrote[/] {plot_runs(list(runs), out)}", highlight=False)

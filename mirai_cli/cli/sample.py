@@ -47,7 +47,7 @@ def sample_command(
 ) -> None:
     """Sample class-conditional images with a KV cache and classifier-free guidance."""
     from mirai_cli.engine.run_dir import resolve_run_dir
-    from mirai_cli.runtime import resolve_device
+    from mirai_cli.runtime.device import resolve_device
     from mirai_cli.sampling import run_sample_job
     from mirai_cli.sampling.from_config import sample_job_from_config
 
@@ -66,7 +66,7 @@ def sample_command(
     console.print(f"[bold]mirai sample[/] {source} ({job.weights} weights) -> {job.out_dir}: cfg {job.options.cfg_scale} "
                   f"({job.options.cfg_schedule}), temperature {job.options.temperature}, top-k {job.options.top_k}, "
                   f"top-p {job.options.top_p}, seed {job.seed}")
-    from mirai_cli.progress import make_progress
+    from mirai_cli.runtime.progress import make_progress
 
     with make_progress(not quiet) as bar:
         task = bar.add_task("sampling", total=None, status="")

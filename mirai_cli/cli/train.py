@@ -20,12 +20,12 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Train a class-conditional GPT (with Mirai foresight if the preset asks for it)."""
-    from mirai_cli.engine import threads
-    from mirai_cli.engine.distributed import init_distributed
     from mirai_cli.engine.parallel import strategy
     from mirai_cli.engine.run_dir import resolve_run_dir
     from mirai_cli.engine.trainer import check_stop_at, train
-    from mirai_cli.runtime import resolve_precision
+    from mirai_cli.runtime import threads
+    from mirai_cli.runtime.device import resolve_precision
+    from mirai_cli.runtime.distributed import init_distributed
 
     check_stop_at(steps)
     config = config_from_options(presets, overrides)

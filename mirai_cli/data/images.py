@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import atomic_path
+from mirai_cli.files.atomic import atomic_path
 
 
 def pil_to_rgb(im: Image.Image, where: str) -> np.ndarray:

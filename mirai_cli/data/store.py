@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import remove_temp_files, save_npy, sha256_file, write_json
-from mirai_cli.locks import LOCK_FILE
+from mirai_cli.files.atomic import remove_temp_files, save_npy, write_json
+from mirai_cli.files.hashing import sha256_file
+from mirai_cli.files.locks import LOCK_FILE
 
 FORMAT_VERSION = 1
 KIND = "mirai-token-store"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mirai_cli.engine.distributed import DistEnv, all_reduce_sum
+from mirai_cli.runtime.distributed import DistEnv, all_reduce_sum
 
 
 @dataclass

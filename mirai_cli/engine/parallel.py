@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from mirai_cli.engine.distributed import DistEnv
+from mirai_cli.runtime.distributed import DistEnv
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 FULL_LOAD = StateDictOptions(full_state_dict=True, strict=True)

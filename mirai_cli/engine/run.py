@@ -16,9 +16,7 @@ from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import BatchPlan, duration_to_steps
 from mirai_cli.engine.checkpoints import clean_temporary, latest_checkpoint, load_checkpoint, read_meta
-from mirai_cli.engine.distributed import DistEnv, barrier
 from mirai_cli.engine.ema import EMA
-from mirai_cli.engine.metrics_log import MetricsLog
 from mirai_cli.engine.monitor import Monitor
 from mirai_cli.engine.optim import build_adamw
 from mirai_cli.engine.parallel import full_state, load_full_state, parallelize, strategy, unsharded
@@ -32,8 +30,10 @@ from mirai_cli.foresight.schedule import LambdaSchedule
 from mirai_cli.foresight.teachers import Teacher
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
-from mirai_cli.runtime import resolve_precision, set_tf32
-from mirai_cli.tensorboard_sink import open_sink
+from mirai_cli.metrics.log import MetricsLog
+from mirai_cli.metrics.tensorboard_sink import open_sink
+from mirai_cli.runtime.device import resolve_precision, set_tf32
+from mirai_cli.runtime.distributed import DistEnv, barrier
 
 
 def gpt_config_from(config: MiraiConfig) -> GPTConfig:

@@ -9,9 +9,9 @@ from typing import Any
 from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.loader import load_config
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import write_json, write_text
-from mirai_cli.locks import acquire
-from mirai_cli.manifest import manifest
+from mirai_cli.files.atomic import write_json, write_text
+from mirai_cli.files.locks import acquire
+from mirai_cli.files.manifest import manifest
 
 PRESET_FILE = "preset.toml"
 MANIFEST_FILE = "manifest.json"

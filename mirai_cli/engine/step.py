@@ -21,7 +21,7 @@ from mirai_cli.engine.parallel import clip_grad_norm, gradient_sync
 from mirai_cli.engine.prefetch import DeviceBatch
 from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.gpt.model import GPT
-from mirai_cli.runtime import autocast
+from mirai_cli.runtime.device import autocast
 
 if TYPE_CHECKING:
     from mirai_cli.engine.run import Run

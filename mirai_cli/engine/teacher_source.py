@@ -12,7 +12,6 @@ from torch import nn
 
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
-from mirai_cli.engine.distributed import DistEnv
 from mirai_cli.engine.ema import EMA
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.feature_cache import build_feature_cache, open_feature_cache
@@ -23,7 +22,8 @@ from mirai_cli.foresight.teachers.encoders import cache_name, encoder_input_size
 from mirai_cli.foresight.teachers.frozen import CachedEncoderTeacher, OnlineEncoderTeacher
 from mirai_cli.foresight.teachers.store_pixels import StorePixels
 from mirai_cli.foresight.teachers.targets import TargetOptions
-from mirai_cli.progress import make_progress
+from mirai_cli.runtime.distributed import DistEnv
+from mirai_cli.runtime.progress import make_progress
 
 
 def target_options(config: MiraiConfig) -> TargetOptions:

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from mirai_cli.evaluation.fileio import HashMemo, sha256_bytes
 from mirai_cli.evaluation.statsfile import FidStats
-from mirai_cli.fileio import save_npy, save_npz, write_json
+from mirai_cli.files.atomic import save_npy, save_npz, write_json
+from mirai_cli.files.hashing import HashMemo, sha256_bytes
 
 CACHE_ENV = "MIRAI_CACHE"
 

@@ -24,8 +24,8 @@ from mirai_cli.data.crops import center_crop_arr
 from mirai_cli.data.images import pil_to_rgb
 from mirai_cli.data.sources import to_rgb_uint8
 from mirai_cli.errors import MiraiError
-from mirai_cli.evaluation.fileio import HashMemo, sha256_bytes
 from mirai_cli.evaluation.npzfile import load_npz_array, npz_keys
+from mirai_cli.files.hashing import HashMemo, sha256_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 RESIZE_POLICY = ("no silent resizing: one size per set and the same size for samples and reference; "

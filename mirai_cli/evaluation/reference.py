@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.evaluation.fileio import HashMemo
 from mirai_cli.evaluation.images import ImageSet, Size, _ArrayBackend, images_from_source, open_images
 from mirai_cli.evaluation.npzfile import load_npz_array, npz_keys
 from mirai_cli.evaluation.statsfile import FidStats, is_stats_file, read_stats_file
+from mirai_cli.files.hashing import HashMemo
 
 INCEPTION = "inception-v3-compat"
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirai_cli.fileio import write_json
-from mirai_cli.manifest import versions as manifest_versions
+from mirai_cli.files.atomic import write_json
+from mirai_cli.files.manifest import versions as manifest_versions
 
 # Canonical value keys per asked metric (torch-fidelity computes them together).
 METRIC_KEYS = {"fid": ("fid",), "isc": ("isc_mean", "isc_std"), "kid": ("kid_mean", "kid_std"),

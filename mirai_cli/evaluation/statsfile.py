@@ -16,7 +16,7 @@ import numpy as np
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.npzfile import load_npz_array, npz_keys
-from mirai_cli.fileio import save_npz
+from mirai_cli.files.atomic import save_npz
 
 STATS_FORMAT = "mirai-eval-stats"
 STATS_VERSION = 1

@@ -19,7 +19,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import atomic_path
+from mirai_cli.files.atomic import atomic_path
 
 INCEPTION_URL = URL_INCEPTION_V3
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from mirai_cli.data.loading import decoded_batches
-from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import save_npy, write_json
+from mirai_cli.files.atomic import save_npy, write_json
 from mirai_cli.foresight.teachers.encoders import FrozenEncoder
 from mirai_cli.foresight.teachers.pixels import uint8_to_unit
 from mirai_cli.foresight.teachers.store_pixels import StorePixels
+from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object
 
 __all__ = ["FeatureCache", "StorePixels", "build_feature_cache", "cache_path", "open_feature_cache"]
 

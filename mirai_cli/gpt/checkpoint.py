@@ -23,7 +23,7 @@ from typing import Any, Union
 import torch
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import atomic_path
+from mirai_cli.files.atomic import atomic_path
 from mirai_cli.gpt.config import NAMED_SIZES, GPTConfig
 from mirai_cli.gpt.model import GPT
 

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 
 from mirai_cli.data.crops import to_uint8
-from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import sha256_file
+from mirai_cli.files.hashing import sha256_file
+from mirai_cli.files.locks import release
+from mirai_cli.files.manifest import manifest
 from mirai_cli.gpt.checkpoint import ShapeHints, build_from_state_dict, read_gpt_checkpoint
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
-from mirai_cli.locks import release
-from mirai_cli.manifest import manifest
+from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
 from mirai_cli.tokenizer.checkpoint import (

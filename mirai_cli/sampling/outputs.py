@@ -20,8 +20,8 @@ from PIL import Image
 
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import remove_temp_files, write_json
-from mirai_cli.locks import acquire
+from mirai_cli.files.atomic import remove_temp_files, write_json
+from mirai_cli.files.locks import acquire
 
 MANIFEST = "sample_manifest.json"
 IMAGES = "images"

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import sha256_file, state_dict_sha256, torch_save
+from mirai_cli.files.atomic import torch_save
+from mirai_cli.files.hashing import sha256_file, state_dict_sha256
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.vq_model import VQModel
 

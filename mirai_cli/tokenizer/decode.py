@@ -12,7 +12,7 @@ from mirai_cli.data.crops import to_uint8
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
-from mirai_cli.runtime import autocast, resolve_device, resolve_precision
+from mirai_cli.runtime.device import autocast, resolve_device, resolve_precision
 from mirai_cli.tokenizer.checkpoint import load_tokenizer, tokenizer_identity
 from mirai_cli.tokenizer.vq_model import VQModel
 

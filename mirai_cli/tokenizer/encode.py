@@ -13,12 +13,12 @@ from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crop
 from mirai_cli.data.loading import decoded_batches
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.data.store import MANIFEST, StoreWriter, codes_dtype, read_manifest, shard_name
-from mirai_cli.engine.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from mirai_cli.errors import MiraiError
-from mirai_cli.locks import folder_lock
-from mirai_cli.manifest import manifest
-from mirai_cli.progress import make_progress, warn
-from mirai_cli.runtime import autocast, resolve_device, resolve_precision
+from mirai_cli.files.locks import folder_lock
+from mirai_cli.files.manifest import manifest
+from mirai_cli.runtime.device import autocast, resolve_device, resolve_precision
+from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, init_distributed
+from mirai_cli.runtime.progress import make_progress, warn
 from mirai_cli.tokenizer.checkpoint import (
     load_tokenizer_with_extra,
     resolve_tokenizer_path,

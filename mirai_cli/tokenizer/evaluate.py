@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mirai_cli.data.crops import to_model_input, to_uint8
-from mirai_cli.runtime import autocast
+from mirai_cli.runtime.device import autocast
 from mirai_cli.tokenizer.vq_model import VQModel
 
 

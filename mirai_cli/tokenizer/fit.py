@@ -27,11 +27,11 @@ from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.data.loading import read_ahead
 from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
-from mirai_cli.fileio import remove_temp_files, torch_save, write_json
-from mirai_cli.locks import folder_lock
-from mirai_cli.manifest import manifest
-from mirai_cli.progress import make_progress, warn
-from mirai_cli.runtime import autocast, resolve_device, resolve_precision
+from mirai_cli.files.atomic import remove_temp_files, torch_save, write_json
+from mirai_cli.files.locks import folder_lock
+from mirai_cli.files.manifest import manifest
+from mirai_cli.runtime.device import autocast, resolve_device, resolve_precision
+from mirai_cli.runtime.progress import make_progress, warn
 from mirai_cli.tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from mirai_cli.tokenizer.codebook import DeadCodeRestarter, init_codebook
 from mirai_cli.tokenizer.config import VQConfig

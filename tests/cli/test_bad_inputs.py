@@ -77,7 +77,8 @@ def test_encode_of_unreadable_images_fails_and_never_looks_finished(tiny_store, 
 
 def _tamper(store, part, change, fix_checksum=True):
     """Change shard 0's `part` array; with fix_checksum, record the new sha256 as if the store were made so."""
-    from mirai_cli.fileio import save_npy, sha256_file
+    from mirai_cli.files.atomic import save_npy
+    from mirai_cli.files.hashing import sha256_file
 
     f = store / "shards" / f"00000.{part}.npy"
     arr = np.load(f)

@@ -11,7 +11,7 @@ import pytest
 from clirun import assert_ok, assert_one_line_error, hold_lock, mirai, tiny_vq_args
 from mirai_testdata import make_class_images
 
-from mirai_cli.locks import LOCK_FILE
+from mirai_cli.files.locks import LOCK_FILE
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import torch
 from mirai_testdata import tiny_overrides
 
 from mirai_cli.config import load_config
-from mirai_cli.engine.metrics_log import read_metrics
 from mirai_cli.engine.trainer import train
 from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+from mirai_cli.metrics.log import read_metrics
 
 NO_DROPOUT = {"model.class_dropout": 0.0, "model.token_dropout": 0.0, "model.resid_dropout": 0.0,
               "model.ffn_dropout": 0.0, "train.duration": 4, "train.ckpt_every": 2}

@@ -9,10 +9,10 @@ import torch
 from mirai_testdata import tiny_overrides
 
 from mirai_cli.config import load_config
-from mirai_cli.engine.distributed import init_distributed
 from mirai_cli.engine.prefetch import Prefetcher
 from mirai_cli.engine.run import build_run
 from mirai_cli.engine.step import train_step
+from mirai_cli.runtime.distributed import init_distributed
 
 # Every way a tensor's value reaches Python (each one waits for the device on a GPU).
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")

@@ -9,10 +9,10 @@ import torch
 from mirai_testdata import tiny_overrides
 
 from mirai_cli.config import load_config
-from mirai_cli.engine.metrics_log import read_metrics
 from mirai_cli.engine.trainer import train
 from mirai_cli.errors import MiraiError
 from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+from mirai_cli.metrics.log import read_metrics
 
 
 def config_for(tiny_store, run_dir, presets=("tiny",), **extra):

@@ -17,8 +17,8 @@ import torch
 from mirai_testdata import tiny_overrides
 
 from mirai_cli.engine.checkpoints import list_checkpoints
-from mirai_cli.engine.metrics_log import read_metrics
 from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+from mirai_cli.metrics.log import read_metrics
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 

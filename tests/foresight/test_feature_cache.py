@@ -132,7 +132,7 @@ CACHE_RANK_SCRIPT = """
 import sys
 import torch
 from mirai_cli.data.store import TokenStore
-from mirai_cli.engine.distributed import init_distributed
+from mirai_cli.runtime.distributed import init_distributed
 from mirai_cli.foresight.feature_cache import build_feature_cache
 from mirai_cli.foresight.teachers import build_encoder
 from mirai_cli.tokenizer.checkpoint import load_tokenizer

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from mirai_cli.engine.distributed import DistEnv
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import sha256_file
+from mirai_cli.files.hashing import sha256_file
 from mirai_cli.gpt import GPT, GPTConfig
 from mirai_cli.gpt.checkpoint import save_gpt_weights
 from mirai_cli.gpt.generate import SampleOptions
+from mirai_cli.runtime.distributed import DistEnv
 from mirai_cli.sampling import SampleJob, class_plan, run_sample_job
 from mirai_cli.sampling.job import shards_of_rank
 from mirai_cli.tokenizer.checkpoint import save_tokenizer

@@ -125,7 +125,7 @@ def test_store_made_by_another_tokenizer_or_settings(tiny_tokenizer, tmp_path):
         encode_store(other, str(tmp_path / "d.npz"), out, crop_mode="none", **ARGS)
     with pytest.raises(MiraiError, match="crop_mode"):
         encode_store(tok, str(tmp_path / "d.npz"), out, crop_mode="flip", **ARGS)
-    from mirai_cli.fileio import sha256_file
+    from mirai_cli.files.hashing import sha256_file
 
     with pytest.raises(MiraiError, match="another tokenizer"):
         TokenStore.open(out, expect_tokenizer_sha256=sha256_file(other))

@@ -29,6 +29,7 @@ from torch import nn
 
 from mirai_cli.config.registries import ENCODER_LAYERS, encoder_layer_problem, unknown_name
 from mirai_cli.errors import MiraiError
+from mirai_cli.files.hashing import state_dict_sha256
 from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
 from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
 from mirai_cli.foresight.teachers.weights import (
@@ -37,7 +38,6 @@ from mirai_cli.foresight.teachers.weights import (
     package_weights,
     read_state_dict,
     resolve_hub_file,
-    state_dict_sha256,
 )
 
 Family = Literal["dinov2", "efficientnet", "tokenizer"]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.runtime import autocast, resolve_precision
+from mirai_cli.runtime.device import autocast, resolve_precision
 
 TEACHER_PRECISIONS = ("fp32", "bf16")
 RESIZES = ("bicubic", "bicubic-antialias")

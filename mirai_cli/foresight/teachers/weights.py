@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.fileio import state_dict_sha256  # noqa: F401 - re-exported for the teachers
 
 _TRUE = {"1", "true", "yes", "on"}
 

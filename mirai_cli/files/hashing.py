@@ -1,4 +1,4 @@
-"""Content hashes for evaluation files; the atomic writers come from mirai_cli.fileio."""
+"""Content hashes: of files (remembered across runs by HashMemo), of bytes, and of a module's weights."""
 
 from __future__ import annotations
 
@@ -8,7 +8,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mirai_cli.fileio import sha256_file, write_json
+from mirai_cli.files.atomic import write_json
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(model: Any) -> str:
+    """A hash of the weights a module actually holds (names, dtypes, shapes, bytes), independent of how or when
+    they were saved."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

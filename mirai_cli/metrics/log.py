@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mirai_cli.fileio import write_text
+from mirai_cli.files.atomic import write_text
 
 
 class MetricsLog:

@@ -13,7 +13,7 @@ NOT_LOSSES = {"step", "lr", "grad_norm", "step_time", "tokens_per_s", "lambda"} 
 
 
 def read_run(run: str | Path) -> list[dict[str, Any]]:
-    from mirai_cli.engine.metrics_log import read_metrics
+    from mirai_cli.metrics.log import read_metrics
 
     path = Path(run)
     path = path / METRICS_FILE if path.is_dir() else path
@@ -43,7 +43,7 @@ def plot_runs(runs: list[str | Path], out: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mirai_cli.fileio import atomic_path
+    from mirai_cli.files.atomic import atomic_path
 
     data = {str(run): read_run(run) for run in runs}
     panels = [*loss_terms(data), "lr", "grad_norm"]

@@ -1,11 +1,10 @@
-"""Atomic writes and file hashes, the one implementation every module uses: write to a temporary name next to
+"""Atomic writes, the one implementation every module uses: write to a temporary name next to
 the target, flush it to disk, then rename it into place, so a crash never leaves a half-written file."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import threading
@@ -66,27 +65,6 @@ def torch_save(obj: Any, path: str | Path) -> Path:
                 raise
             raise OSError(errno.ENOSPC, f"writing failed: {str(e)[:80]}", str(path)) from e
     return Path(path)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def state_dict_sha256(model: Any) -> str:
-    """A hash of the weights a module actually holds (names, dtypes, shapes, bytes), independent of how or when
-    they were saved."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 TEMP_GLOB = ".*.tmp*"  # the names atomic_path (and other scratch writers) use

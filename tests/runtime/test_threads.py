@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from mirai_cli.engine.threads import apply_threads, choose_threads
+from mirai_cli.runtime.threads import apply_threads, choose_threads
 
 
 def test_one_job_keeps_the_defaults():

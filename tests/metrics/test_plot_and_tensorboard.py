@@ -8,8 +8,8 @@ from clirun import assert_ok, assert_one_line_error, mirai
 from PIL import Image
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.metrics_plot import loss_terms, read_run
-from mirai_cli.tensorboard_sink import open_sink
+from mirai_cli.metrics.plot import loss_terms, read_run
+from mirai_cli.metrics.tensorboard_sink import open_sink
 
 
 def _run(folder, scale):

@@ -2,7 +2,7 @@
 
 import math
 
-from mirai_cli.engine.metrics_log import MetricsLog, read_metrics
+from mirai_cli.metrics.log import MetricsLog, read_metrics
 
 
 class ListSink:

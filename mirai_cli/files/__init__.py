@@ -1,0 +1,1 @@
+"""Outputs on disk: atomic writes, content hashes, folder locks, the provenance manifest."""

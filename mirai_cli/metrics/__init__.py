@@ -1,0 +1,1 @@
+"""Training metrics: the JSONL log every run writes, the optional TensorBoard sink, and `mirai plot`."""

@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mirai_cli.config.registries import EXTRACTOR_NAMES
 from mirai_cli.evaluation import EvalSettings, evaluate, make_random_inception_weights
 from mirai_cli.evaluation.extractors import get_extractor, load_extractor
 from mirai_cli.evaluation.features import extract_features
 from mirai_cli.evaluation.images import open_images
-
-EXTRACTORS = ["inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 
 
 def throughput(name: str, arr: np.ndarray, weights: str | None, batch: int) -> float:
@@ -84,7 +83,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="side of the input images (px)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--extractors", nargs="+", default=EXTRACTORS)
+    ap.add_argument("--extractors", nargs="+", default=list(EXTRACTOR_NAMES))
     ap.add_argument("--cache-extractor", default="efficientnet-lite0", help="extractor for the cache run")
     ap.add_argument("--ref", type=int, default=96, help="reference images in the cache run")
     ap.add_argument("--layout", action="store_true", help="only the NCHW vs channels_last comparison")

@@ -168,9 +168,8 @@ def score(name: str, seed: int, steps: int, every: int) -> None:
     """Validation NLL of every checkpoint (EMA weights, as sampled), appended to evals.jsonl once each."""
     from mirai_cli.config import load_config
     from mirai_cli.data.store import TokenStore
-    from mirai_cli.engine.checkpoints import list_checkpoints
     from mirai_cli.evaluation.nll import validation_nll
-    from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+    from mirai_cli.gpt.checkpoint import list_checkpoints, load_gpt_checkpoint
     from mirai_cli.tokenizer.from_config import validation_store_path
 
     config = load_config(PRESETS, CONFIGS[name] + COMMON)
@@ -190,7 +189,7 @@ def continue_from(source: Path, folder: Path) -> float:
     """Copy a finished row's last checkpoint, evaluations and metrics into `folder`; its wall seconds."""
     import shutil
 
-    from mirai_cli.engine.checkpoints import list_checkpoints
+    from mirai_cli.gpt.checkpoint import list_checkpoints
 
     if not (source / "wall.json").is_file():
         raise SystemExit(f"{folder} continues {source}, which has not finished: run that row first")
@@ -251,7 +250,8 @@ def run_many(names: list[str], seeds: list[int], steps: int, every: int, jobs: i
 
 def folder_row(name: str, seed: int) -> dict | None:
     """A finished run folder's row (None if unfinished), with the tokenizer its codes came from."""
-    from mirai_cli.engine.checkpoints import list_checkpoints, read_meta
+    from mirai_cli.engine.checkpoints import read_meta
+    from mirai_cli.gpt.checkpoint import list_checkpoints
 
     folder = run_dir(name, seed)
     if not (folder / "wall.json").is_file():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 from mirai_cli.config import MiraiConfig, load_config
-from mirai_cli.config.schema import ABLATE_AXES, ENCODER_LAYERS
+from mirai_cli.config.registries import ABLATE_AXES, ENCODER_LAYERS
 from mirai_cli.errors import MiraiError
 
 Value = Union[int, float, str]
@@ -32,21 +32,6 @@ class Variant:
     @property
     def is_baseline(self) -> bool:
         return self.axis_value is None
-
-
-# axis -> (preset field, method it needs, default values from the base config)
-AXIS_FIELDS: dict[str, str] = {
-    "level": "foresight.level",
-    "layout": "foresight.layout",
-    "k": "foresight.k",
-    "source": "foresight.source",
-    "depth": "foresight.depth",
-    "lambda": "foresight.lambda",
-    "encoder": "foresight.encoder",
-    "warmup": "foresight.warmup",
-    "encoder_layer": "foresight.encoder_layer",
-    "target_norm": "foresight.target_norm",
-}
 
 
 def default_values(axis: str, base: MiraiConfig) -> list[Value]:
@@ -144,8 +129,8 @@ def expand(
     """Variants of a study: the baseline (once per seed, plus `baseline_seeds - 1` extra seeds to measure the
     noise), then one per axis value and seed. Each variant's config is validated here, so a bad value fails
     before anything trains."""
-    if axis not in AXIS_FIELDS:
-        raise MiraiError(f"unknown ablation axis '{axis}'; choose one of {', '.join(AXIS_FIELDS)}")
+    if axis not in ABLATE_AXES:
+        raise MiraiError(f"unknown ablation axis '{axis}'; choose one of {', '.join(ABLATE_AXES)}")
     base = load_config(list(presets), list(overrides))
     chosen = coerce_values(axis, values) if values else default_values(axis, base)
     seeds = list(seeds or base.ablate.seeds)
@@ -173,7 +158,7 @@ def expand(
         if axis == "lambda" and isinstance(base.foresight.lambda_, list):
             sets.append("foresight.lambda=" + _toml_value(value))
         else:
-            sets.append(f"{AXIS_FIELDS[axis]}={_toml_value(value)}")
+            sets.append(f"{ABLATE_AXES[axis]}={_toml_value(value)}")
         sets += derived_overrides(axis, value, base)
         for seed in seeds:
             variants.append(make(f"{axis}-{_slug(value)}", f"{axis} = {value}", value, sets, seed))

@@ -24,14 +24,13 @@ from mirai_cli.ablate.axes import Variant, differing_fields, expand
 from mirai_cli.config import MiraiConfig, load_config
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import duration_to_steps
-from mirai_cli.engine.checkpoints import latest_checkpoint, list_checkpoints
 from mirai_cli.engine.trainer import train
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation import cache_reference, evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.evaluation.nll import validation_nll
 from mirai_cli.files.atomic import write_json
-from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+from mirai_cli.gpt.checkpoint import latest_checkpoint, list_checkpoints, load_gpt_checkpoint
 from mirai_cli.metrics.log import read_metrics
 from mirai_cli.sampling import run_sample_job
 from mirai_cli.sampling.from_config import sample_job_from_config

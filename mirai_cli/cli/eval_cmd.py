@@ -34,7 +34,7 @@ from mirai_cli.cli.common import (
     err_console,
     handle_errors,
 )
-from mirai_cli.config.registries import EXTRACTORS
+from mirai_cli.config.registries import EXTRACTOR_NAMES
 from mirai_cli.config.schema import EvalConfig
 from mirai_cli.errors import MiraiError
 
@@ -127,7 +127,7 @@ def run(
     isc: bool = typer.Option(False, "--isc", help="Inception Score"),
     kid: bool = typer.Option(False, "--kid", help="Kernel Inception Distance"),
     prc: bool = typer.Option(False, "--prc", help="precision / recall (same extractor as FID, like ADM)"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"{', '.join(EXTRACTORS)} (default "
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"{', '.join(EXTRACTOR_NAMES)} (default "
                                             f"{_default('extractor')}; efficientnet: offline, not comparable with published FID)"),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local "
                                                      "weights-inception-2015-12-05-6726825d.pth (else $MIRAI_INCEPTION_WEIGHTS)"),

@@ -37,7 +37,7 @@ ENCODER_LAYERS: dict[str, tuple[int, ...]] = {
     "efficientnet-lite2": EFFNET_STRIDES,
     "tokenizer": (),
 }
-ENCODERS = tuple(ENCODER_LAYERS)
+ENCODER_NAMES = tuple(ENCODER_LAYERS)
 
 
 def encoder_layer_problem(name: str, layer: Optional[int], grid: Optional[int] = None,
@@ -60,10 +60,22 @@ def encoder_layer_problem(name: str, layer: Optional[int], grid: Optional[int] =
     return None
 
 # Feature extractors of `mirai eval` (mirai_cli.evaluation.extractors registers them with torch-fidelity).
-EXTRACTORS = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+EXTRACTOR_NAMES = ("inception-v3-compat", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
-# What `mirai ablate --axis` can vary (mirai_cli.ablate.axes says how).
-ABLATE_AXES = ("level", "layout", "k", "source", "depth", "lambda", "encoder", "warmup", "encoder_layer", "target_norm")
+# What `mirai ablate --axis` can vary: axis -> the preset field a variant sets (mirai_cli.ablate.axes chooses the
+# values and what else a value fixes).
+ABLATE_AXES: dict[str, str] = {
+    "level": "foresight.level",
+    "layout": "foresight.layout",
+    "k": "foresight.k",
+    "source": "foresight.source",
+    "depth": "foresight.depth",
+    "lambda": "foresight.lambda",
+    "encoder": "foresight.encoder",
+    "warmup": "foresight.warmup",
+    "encoder_layer": "foresight.encoder_layer",
+    "target_norm": "foresight.target_norm",
+}
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -40,8 +40,8 @@ from mirai_cli.config.registries import (  # noqa: E402, F401 - ENCODER_LAYERS, 
     ABLATE_AXES,
     EFFNET_STRIDES,
     ENCODER_LAYERS,
-    ENCODERS,
-    EXTRACTORS,
+    ENCODER_NAMES,
+    EXTRACTOR_NAMES,
     GPT_SIZES,
     VQ_SIZES,
     encoder_layer_problem,
@@ -202,7 +202,7 @@ class ForesightConfig(Section):
     lambda_factor: float = Field(0.5, ge=0.0, description="step/cosine schedule: final lambda = lambda * factor")
     warmup: Duration = Field(0, description="the foresight loss is off for this long (steps or 'Nep')")
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0, description="Mirai-E: EMA decay of the teacher")
-    encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODERS)}")
+    encoder: str = Field("dinov2-vit-b", description=f"Mirai-I: frozen encoder, one of {', '.join(ENCODER_NAMES)}")
     encoder_weights: Optional[str] = Field(None, description="Mirai-I: local weights file for the encoder (offline)")
     encoder_resolution: Optional[int] = Field(None, ge=16, description="Mirai-I: encoder input size (default: the encoder's, 224)")
     encoder_layer: Optional[int] = Field(
@@ -242,8 +242,8 @@ class ForesightConfig(Section):
     @field_validator("encoder")
     @classmethod
     def _known_encoder(cls, value: str) -> str:
-        if value not in ENCODERS:
-            raise ValueError(unknown_name("encoder", value, ENCODERS))
+        if value not in ENCODER_NAMES:
+            raise ValueError(unknown_name("encoder", value, ENCODER_NAMES))
         return value
 
     @field_validator("lambda_")
@@ -353,7 +353,7 @@ class EvalConfig(Section):
     metrics: list[Literal["fid", "isc", "kid", "prc"]] = Field(
         ["fid", "isc", "kid", "prc"], min_length=1, description="metrics to compute"
     )
-    extractor: str = Field("inception-v3-compat", description=f"feature extractor, one of {', '.join(EXTRACTORS)}")
+    extractor: str = Field("inception-v3-compat", description=f"feature extractor, one of {', '.join(EXTRACTOR_NAMES)}")
     reference: Optional[str] = Field(None, description="reference images/stats (default: the data source's train split)")
     inception_weights: Optional[str] = Field(None, description="local Inception weights file (offline)")
     kid_subset_size: int = Field(1000, ge=2, description="KID subset size")
@@ -369,13 +369,13 @@ class EvalConfig(Section):
     @field_validator("extractor")
     @classmethod
     def _known_extractor(cls, value: str) -> str:
-        if value not in EXTRACTORS:
-            raise ValueError(unknown_name("extractor", value, EXTRACTORS))
+        if value not in EXTRACTOR_NAMES:
+            raise ValueError(unknown_name("extractor", value, EXTRACTOR_NAMES))
         return value
 
 
 class AblateConfig(Section):
-    axis: Optional[Literal[ABLATE_AXES]] = Field(  # type: ignore[valid-type]
+    axis: Optional[Literal[tuple(ABLATE_AXES)]] = Field(  # type: ignore[valid-type]
         None, description=f"the axis to vary, one of {', '.join(ABLATE_AXES)}"
     )
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")

@@ -1,4 +1,5 @@
-"""Decoded images of any PIL mode -> uint8 RGB, and image grids written as PNG (reconstructions, store checks)."""
+"""Image files: which files are images, reading one (any PIL mode -> uint8 RGB), and image grids written as PNG
+(reconstructions, store checks). The folder readers of training data and of evaluation both use these."""
 
 from __future__ import annotations
 
@@ -9,6 +10,35 @@ from PIL import Image
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import atomic_path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".jpe")
+
+
+class UnreadableImage(MiraiError):
+    """One image file that cannot be decoded. Encoding skips it (and counts it) unless strict."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read image {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def image_files(folder: str | Path) -> list[str]:
+    """The image files under `folder` (subfolders too), sorted; hidden names (.x.jpg, macOS ._x.jpg) left out."""
+    return sorted(str(p) for p in Path(folder).rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """uint8 (H, W, 3) of one image file, decoded now so a truncated file fails here; UnreadableImage if not."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return pil_to_rgb(im, path)
+    except MiraiError as e:
+        raise UnreadableImage(path, str(e).removeprefix(f"{path}: ")) from e
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+        raise UnreadableImage(path, str(e) or type(e).__name__) from e
 
 
 def pil_to_rgb(im: Image.Image, where: str) -> np.ndarray:

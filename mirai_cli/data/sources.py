@@ -9,21 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from mirai_cli.data.images import pil_to_rgb
+from mirai_cli.data.images import IMAGE_EXTENSIONS, image_files, read_image_file
 from mirai_cli.errors import MiraiError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".jpe")
-
-
-class UnreadableImage(MiraiError):
-    """One image file that cannot be decoded. Encoding skips it (and counts it) unless strict."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"cannot read image {path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 def to_rgb_uint8(arr: np.ndarray) -> np.ndarray:
@@ -90,8 +78,7 @@ class FolderSource(ImageSource):
         labels: list[int] = []
         names: list[str] = []
         for name in classes:
-            files = sorted(str(p) for p in (root / name).rglob("*")
-                           if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            files = image_files(root / name)
             if not files:
                 continue
             names.append(name)
@@ -117,17 +104,7 @@ class FolderSource(ImageSource):
         return int(self.labels[i])
 
     def read(self, i: int) -> tuple[np.ndarray, int]:
-        path = self.files[i]
-        try:
-            with Image.open(path) as im:
-                im.load()  # decode now, so truncated files fail here and not later
-                arr = pil_to_rgb(im, path)
-        except MiraiError as e:
-            raise UnreadableImage(path, str(e).removeprefix(f"{path}: ")) from e
-        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
-            reason = str(e) or type(e).__name__
-            raise UnreadableImage(path, reason) from e
-        return arr, int(self.labels[i])
+        return read_image_file(self.files[i]), int(self.labels[i])
 
 
 class ArraySource(ImageSource):

@@ -6,6 +6,7 @@ A checkpoint folder holds a run's state dict (engine/run.py, `Run.state_dict`) s
 - `train_state.pt`: every other entry (optimizer, foresight heads, teacher EMA, step, RNG), tensors and plain
   data only, so `torch.load(weights_only=True)` reads it;
 - `meta.json`: step, GPT config, tokenizer and store identity, written last: a folder without it is incomplete.
+The layout's names and the "complete" rule are mirai_cli.gpt.checkpoint's (sampling reads the same folders).
 Tensors are full (consolidated), so a checkpoint resumes at any process count and parallel strategy.
 """
 
@@ -23,45 +24,21 @@ import torch
 from safetensors import SafetensorError
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.gpt.checkpoint import _read_safetensors, save_gpt_weights
+from mirai_cli.files.locks import pid_alive
+from mirai_cli.gpt.checkpoint import (
+    META,
+    TRAIN_STATE,
+    WEIGHT_FILES,
+    _read_safetensors,
+    checkpoint_root,
+    latest_checkpoint,
+    list_checkpoints,
+    save_gpt_weights,
+)
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
 
-STEP_DIR = re.compile(r"^step_(\d{8})$")
 TMP_DIR = re.compile(r"^\.tmp_step_\d{8}_(\d+)$")
-TRAIN_STATE = "train_state.pt"
-WEIGHT_FILES = {"model": "model.safetensors", "sample_ema": "ema.safetensors"}
-
-
-def checkpoint_root(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (meta.json present), oldest first."""
-    root = checkpoint_root(run_dir)
-    found = []
-    if root.is_dir():
-        for folder in root.iterdir():
-            match = STEP_DIR.match(folder.name)
-            if match and (folder / "meta.json").is_file() and (folder / TRAIN_STATE).is_file():
-                found.append((int(match.group(1)), folder))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: Path) -> Optional[tuple[int, Path]]:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_temporary(run_dir: Path) -> list[Path]:
@@ -70,7 +47,7 @@ def clean_temporary(run_dir: Path) -> list[Path]:
     removed = []
     for folder in root.iterdir() if root.is_dir() else []:
         match = TMP_DIR.match(folder.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -119,7 +96,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta: dict[
             if key in state:
                 _write_weights(tmp / name, state[key], gpt_config)
         torch.save({k: v for k, v in state.items() if k not in WEIGHT_FILES}, tmp / TRAIN_STATE)
-        (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2))
+        (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2))
         if final.exists():  # the same step saved again (e.g. interrupted right after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -149,7 +126,7 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
-    path = folder / "meta.json"
+    path = folder / META
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

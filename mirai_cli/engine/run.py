@@ -15,7 +15,7 @@ from torch import nn
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import BatchPlan, duration_to_steps
-from mirai_cli.engine.checkpoints import clean_temporary, latest_checkpoint, load_checkpoint, read_meta
+from mirai_cli.engine.checkpoints import clean_temporary, load_checkpoint, read_meta
 from mirai_cli.engine.ema import EMA
 from mirai_cli.engine.monitor import Monitor
 from mirai_cli.engine.optim import build_adamw
@@ -28,6 +28,7 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.schedule import LambdaSchedule
 from mirai_cli.foresight.teachers import Teacher
+from mirai_cli.gpt.checkpoint import latest_checkpoint
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
 from mirai_cli.metrics.log import MetricsLog
@@ -69,7 +70,7 @@ def check_store_fits(store: TokenStore, config: MiraiConfig) -> None:
         )
 
 
-def tokenizer_identity(store: TokenStore) -> dict[str, Any]:
+def tokenizer_record(store: TokenStore) -> dict[str, Any]:
     """What a checkpoint records of the tokenizer whose codes it was trained on."""
     return {"checkpoint": store.manifest.get("tokenizer_checkpoint"), "sha256": store.manifest.get("tokenizer_sha256")}
 
@@ -77,7 +78,7 @@ def tokenizer_identity(store: TokenStore) -> dict[str, Any]:
 def check_same_tokenizer(folder: Path, store: TokenStore) -> None:
     """A model cannot continue on another tokenizer's codes (same size, other vocabulary)."""
     old = (read_meta(folder).get("tokenizer") or {}).get("sha256")
-    new = tokenizer_identity(store)["sha256"]
+    new = tokenizer_record(store)["sha256"]
     if old and new and old != new:
         raise MiraiError(
             f"{folder} was trained on codes of tokenizer {old[:12]}... but the store {store.path} now holds codes "
@@ -201,7 +202,7 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
     step_module = TrainStep(gpt, objective, depth=fc.depth or gpt_cfg.layers, level=fc.level)
     model = parallelize(step_module, [e.module for e in emas.values()], env, tc.parallel, precision, tc.compile,
                         tc.activation_checkpointing)
-    meta = {"gpt_config": gpt_cfg.to_dict(), "preset": config.name, "tokenizer": tokenizer_identity(store),
+    meta = {"gpt_config": gpt_cfg.to_dict(), "preset": config.name, "tokenizer": tokenizer_record(store),
             "store": str(store.path), "grid": list(store.grid), "total_steps": total_steps,
             "foresight": {"source": fc.source, "level": fc.level, "depth": fc.depth, "k": fc.k}}
     run = Run(

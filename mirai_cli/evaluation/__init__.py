@@ -11,8 +11,8 @@ In-process use (e.g. from `mirai ablate`):
 from mirai_cli.evaluation.cache import FeatureCache, default_cache_dir
 from mirai_cli.evaluation.compute import cache_reference, compute_reference_stats, evaluate
 from mirai_cli.evaluation.extractors import (
-    EXTRACTORS,
-    METRICS,
+    EVAL_METRICS,
+    REGISTERED_EXTRACTORS,
     ExtractorInfo,
     get_extractor,
     register_extractor,
@@ -30,7 +30,7 @@ from mirai_cli.evaluation.weights import (
 )
 
 __all__ = [
-    "EXTRACTORS", "INCEPTION_ENV", "INCEPTION_URL", "METRICS", "RESIZE_POLICY", "EvalResult", "EvalSettings",
+    "REGISTERED_EXTRACTORS", "INCEPTION_ENV", "INCEPTION_URL", "EVAL_METRICS", "RESIZE_POLICY", "EvalResult", "EvalSettings",
     "ExtractorInfo", "FeatureCache", "ImageSet", "Reference", "cache_reference", "compute_reference_stats", "default_cache_dir",
     "evaluate", "get_extractor", "hub_inception_path", "make_random_inception_weights", "network_available",
     "open_images", "open_reference", "register_extractor",

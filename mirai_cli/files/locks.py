@@ -38,18 +38,24 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def _alive(holder: dict[str, Any]) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return True  # cannot tell: trust it
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # exists, owned by another user
+    return True
+
+
+def _holder_alive(holder: dict[str, Any]) -> bool:
+    """Whether the job a lock file names still runs: same pid and same start time (a reused pid is not it)."""
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot tell: trust it
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or not pid_alive(pid):
+        return False
     started = holder.get("process_start")
     return started is None or _process_start(pid) in (None, started)
 
@@ -92,7 +98,7 @@ def acquire(folder: str | Path) -> Path:
             holder = _read(path)
             if holder is None:
                 continue  # released meanwhile
-            if _alive(holder):
+            if _holder_alive(holder):
                 raise FolderLocked(
                     f"{folder} is in use by another mirai job ({describe(holder)}); wait for it, or choose another "
                     f"folder (if that job is gone, delete {path})") from None

@@ -34,7 +34,7 @@ from mirai_cli.foresight.teachers.pixels import uint8_to_unit
 from mirai_cli.foresight.teachers.store_pixels import StorePixels
 from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object
 
-__all__ = ["FeatureCache", "StorePixels", "build_feature_cache", "cache_path", "open_feature_cache"]
+__all__ = ["TeacherFeatureCache", "StorePixels", "build_feature_cache", "cache_path", "open_feature_cache"]
 
 KIND = "mirai-teacher-features"
 FORMAT_VERSION = 2  # 2: fp32 targets, plain bicubic resize, target options in the identity
@@ -210,7 +210,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-class FeatureCache:
+class TeacherFeatureCache:
     """Read side: memory-mapped shards; get(indices, crop_ids) -> float16 tensor [B, h*w, D]."""
 
     def __init__(self, path: Path, manifest: dict[str, Any], shards: list[np.ndarray]) -> None:
@@ -240,7 +240,7 @@ class FeatureCache:
         return torch.from_numpy(out)
 
 
-def open_feature_cache(store: Any, name: str, *, expect_encoder: dict[str, Any] | None = None) -> FeatureCache:
+def open_feature_cache(store: Any, name: str, *, expect_encoder: dict[str, Any] | None = None) -> TeacherFeatureCache:
     """Open the finished cache `name` (FrozenEncoder.cache_name) next to `store`, checking that it was made from
     this store's crops. expect_encoder: fields of FrozenEncoder.describe() that must match (e.g. weights_sha256)."""
     path = cache_path(store.path, name)
@@ -269,4 +269,4 @@ def open_feature_cache(store: Any, name: str, *, expect_encoder: dict[str, Any] 
         if arr.dtype != np.float16 or tuple(arr.shape[1:]) != tuple(manifest["shape"][1:]):
             raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} has {arr.shape} {arr.dtype}")
         shards.append(arr)
-    return FeatureCache(path, manifest, shards)
+    return TeacherFeatureCache(path, manifest, shards)

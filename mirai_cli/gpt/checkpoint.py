@@ -61,25 +61,46 @@ def save_gpt_weights(path: PathLike, model: torch.nn.Module) -> Path:
     return path
 
 
-# ---- finding the files -----------------------------------------------------------------------------------------
-def _step_of(folder: Path) -> int:
-    m = re.fullmatch(r"step_(\d+)", folder.name)
-    return int(m.group(1)) if m else -1
+# ---- the checkpoint folder layout (written by mirai_cli.engine.checkpoints) ------------------------------------
+CHECKPOINTS = "checkpoints"  # inside a run folder
+STEP_DIR = re.compile(r"^step_(\d{8})$")
+META = "meta.json"  # written last: a step folder without it is incomplete
+TRAIN_STATE = "train_state.pt"
+WEIGHT_FILES = {"model": "model.safetensors", "sample_ema": "ema.safetensors"}  # run state key -> file
+
+
+def checkpoint_root(run_dir: PathLike) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def list_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
+    """The complete checkpoints of a run folder (step folders holding meta.json), oldest first."""
+    root = checkpoint_root(run_dir)
+    found = []
+    for folder in root.iterdir() if root.is_dir() else []:
+        match = STEP_DIR.match(folder.name)
+        if match and (folder / META).is_file():
+            found.append((int(match.group(1)), folder))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: PathLike) -> tuple[int, Path] | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
 
 
 def find_checkpoint_dir(path: PathLike) -> Path:
-    """A checkpoint folder itself, or the newest complete `checkpoints/step_*` of a run folder."""
+    """A checkpoint folder itself, or the newest complete checkpoint of a run folder."""
     path = Path(path)
-    if (path / "meta.json").is_file():
+    if (path / META).is_file():
         return path
-    ckpts = path / "checkpoints"
-    candidates = [d for d in ckpts.glob("step_*") if d.is_dir() and (d / "meta.json").is_file()] if ckpts.is_dir() else []
-    if not candidates:
+    latest = latest_checkpoint(path)
+    if latest is None:
         raise MiraiError(
-            f"{path} holds no checkpoint (no meta.json, no checkpoints/step_*/meta.json): give a run folder, "
+            f"{path} holds no checkpoint (no {META}, no {CHECKPOINTS}/step_*/{META}): give a run folder, "
             "a checkpoint folder, a .safetensors file or a LlamaGen .pt"
         )
-    return max(candidates, key=_step_of)
+    return latest[1]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -309,10 +330,10 @@ def read_gpt_checkpoint(path: PathLike, weights: str = "ema") -> RawCheckpoint:
 
 def _read_checkpoint_dir(path: Path, weights: str) -> RawCheckpoint:
     ckpt = find_checkpoint_dir(path)
-    meta = _read_json(ckpt / "meta.json")
+    meta = _read_json(ckpt / META)
     if not isinstance(meta.get("gpt_config"), dict):
-        raise MiraiError(f"{ckpt / 'meta.json'} has no 'gpt_config': is this a mirai checkpoint?")
-    file = ckpt / ("ema.safetensors" if weights == "ema" else "model.safetensors")
+        raise MiraiError(f"{ckpt / META} has no 'gpt_config': is this a mirai checkpoint?")
+    file = ckpt / WEIGHT_FILES["sample_ema" if weights == "ema" else "model"]
     if not file.is_file():
         hint = " (was EMA off in training? use --weights raw)" if weights == "ema" else ""
         raise MiraiError(f"{file} not found{hint}")
@@ -323,7 +344,7 @@ def _read_checkpoint_dir(path: Path, weights: str) -> RawCheckpoint:
 
 def _read_safetensors_file(path: Path) -> RawCheckpoint:
     sd, file_meta = _read_safetensors(path)
-    meta = _read_json(path.parent / "meta.json") if (path.parent / "meta.json").is_file() else {}
+    meta = _read_json(path.parent / META) if (path.parent / META).is_file() else {}
     recorded = json.loads(file_meta["gpt_config"]) if "gpt_config" in file_meta else meta.get("gpt_config")
     sd, extra = split_training_modules(_clean(sd))
     meta.update(format="safetensors", weights="ema" if path.stem == "ema" else "raw")

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from mirai_cli.data.crops import CROP_NAMES, TENCROP_RANGE, make_crops, num_crops, to_model_input
+from mirai_cli.data.images import UnreadableImage
 from mirai_cli.data.loading import decoded_batches
-from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
+from mirai_cli.data.sources import ImageSource, open_source
 from mirai_cli.data.store import MANIFEST, StoreWriter, codes_dtype, read_manifest, shard_name
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.locks import folder_lock

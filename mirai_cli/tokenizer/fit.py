@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from mirai_cli.data.crops import center_crop_arr, to_model_input
-from mirai_cli.data.images import image_grid, save_png
+from mirai_cli.data.images import UnreadableImage, image_grid, save_png
 from mirai_cli.data.loading import read_ahead
-from mirai_cli.data.sources import ImageSource, UnreadableImage, open_source
+from mirai_cli.data.sources import ImageSource, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.files.atomic import remove_temp_files, torch_save, write_json
 from mirai_cli.files.locks import folder_lock

@@ -3,7 +3,8 @@ for the baseline), and the baseline is always there."""
 
 import pytest
 
-from mirai_cli.ablate.axes import AXIS_FIELDS, differing_fields, expand
+from mirai_cli.ablate.axes import differing_fields, expand
+from mirai_cli.config.registries import ABLATE_AXES
 from mirai_cli.errors import MiraiError
 
 ALLOWED = {
@@ -20,14 +21,14 @@ ALLOWED = {
 }
 
 
-@pytest.mark.parametrize("axis", list(AXIS_FIELDS))
+@pytest.mark.parametrize("axis", list(ABLATE_AXES))
 def test_every_axis_expands_to_variants_differing_only_on_it(axis):
     values = ["tokenizer", "efficientnet-lite0"] if axis == "encoder" else None
     variants = expand(["tiny"], ["ablate.seeds=[0]"], axis, values)
     assert variants[0].is_baseline and variants[0].config.foresight.source == "none"
     assert len(variants) >= 3
     assert set(differing_fields(variants)) <= ALLOWED[axis]
-    assert AXIS_FIELDS[axis] in differing_fields(variants) or axis == "source"
+    assert ABLATE_AXES[axis] in differing_fields(variants) or axis == "source"
     names = [v.name for v in variants]
     assert len(set(names)) == len(names)
     seeds = {v.config.train.seed for v in variants}

@@ -38,12 +38,12 @@ def test_schema_sizes_equal_the_libraries():
 
 def test_encoders_extractors_and_axes_equal_the_libraries():
     from mirai_cli.ablate.axes import default_values
-    from mirai_cli.evaluation.extractors import EXTRACTORS
-    from mirai_cli.foresight.teachers import ENCODERS
+    from mirai_cli.evaluation.extractors import REGISTERED_EXTRACTORS
+    from mirai_cli.foresight.teachers import ENCODER_SPECS
 
-    assert set(ENCODERS) == set(reg.ENCODERS)
-    assert set(reg.EXTRACTORS) <= set(EXTRACTORS)  # tests may register more (tiny-test)
-    assert {n for n in EXTRACTORS if n != "tiny-test"} == set(reg.EXTRACTORS)
+    assert set(ENCODER_SPECS) == set(reg.ENCODER_NAMES)
+    assert set(reg.EXTRACTOR_NAMES) <= set(REGISTERED_EXTRACTORS)  # tests may register more (tiny-test)
+    assert {n for n in REGISTERED_EXTRACTORS if n != "tiny-test"} == set(reg.EXTRACTOR_NAMES)
     assert _literal_choices(AblateConfig, "axis") == set(reg.ABLATE_AXES)
     base = load_config(["mirai-e"])
     for axis in reg.ABLATE_AXES:

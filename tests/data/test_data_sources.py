@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from mirai_cli.data import builtin
-from mirai_cli.data.sources import FolderSource, UnreadableImage, open_source
+from mirai_cli.data.images import UnreadableImage
+from mirai_cli.data.sources import FolderSource, open_source
 from mirai_cli.errors import MiraiError
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mirai_cli.data.images import pil_to_rgb
-from mirai_cli.data.sources import UnreadableImage, open_source
+from mirai_cli.data.images import UnreadableImage, pil_to_rgb
+from mirai_cli.data.sources import open_source
 from mirai_cli.errors import MiraiError
 
 RGB = np.array([[[200, 30, 40], [10, 200, 90]], [[0, 0, 0], [255, 255, 255]]], np.uint8)

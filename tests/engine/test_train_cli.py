@@ -16,8 +16,7 @@ import pytest
 import torch
 from mirai_testdata import tiny_overrides
 
-from mirai_cli.engine.checkpoints import list_checkpoints
-from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+from mirai_cli.gpt.checkpoint import list_checkpoints, load_gpt_checkpoint
 from mirai_cli.metrics.log import read_metrics
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}

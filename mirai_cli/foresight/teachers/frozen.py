@@ -14,7 +14,7 @@ from mirai_cli.foresight.teachers.pixels import uint8_to_unit
 from mirai_cli.foresight.teachers.store_pixels import StorePixels
 
 if TYPE_CHECKING:
-    from mirai_cli.foresight.feature_cache import FeatureCache
+    from mirai_cli.foresight.feature_cache import TeacherFeatureCache
 
 
 class OnlineEncoderTeacher(Teacher):
@@ -50,7 +50,7 @@ class CachedEncoderTeacher(Teacher):
 
     teacher_space = "cells"
 
-    def __init__(self, cache: FeatureCache, device: torch.device) -> None:
+    def __init__(self, cache: TeacherFeatureCache, device: torch.device) -> None:
         self.cache = cache
         self.device = device
         self.teacher_dim = cache.teacher_dim

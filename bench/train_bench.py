@@ -110,7 +110,7 @@ def build_variants(shape: str, names: list[str], device: torch.device):
         kind, precision = VARIANTS[name]
         objective, teacher = None, None
         if kind == "ema":
-            ema_teacher = EMATeacher(ema, fc.depth, "internal", TargetOptions(precision=precision), owns_ema=False)
+            ema_teacher = EMATeacher(ema, fc.depth, "internal", TargetOptions(precision=precision))
             teacher = lambda t=ema_teacher: t(tokens, labels)  # noqa: E731
             objective = make_objective(name, cfg.grid, cfg.dim, cfg.dim, "sequence", 3, fc.projector_dim)
         elif kind in ("cached", "online"):

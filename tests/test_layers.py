@@ -10,12 +10,14 @@ import mirai_cli
 
 # Top to bottom. A package may import from any tier below its own, never from its own tier's siblings or above.
 # metrics/ (the JSONL log, TensorBoard, plot) sits between config and the process/disk tier: it writes files.
+# foresight sits above tokenizer: the Mirai-I "tokenizer" teacher is the tokenizer's encoder.
 TIERS: list[set[str]] = [
     {"__main__"},
     {"cli"},
     {"ablate"},
     {"sampling", "engine", "evaluation"},
-    {"tokenizer", "foresight"},
+    {"foresight"},
+    {"tokenizer"},
     {"gpt", "data"},
     {"config"},
     {"metrics"},

@@ -235,7 +235,7 @@ def prepare_references(variants: Sequence[Variant], log: Log = print) -> None:
 def prepare_teacher_caches(variants: Sequence[Variant], progress: bool = True) -> None:
     """Build every cached Mirai-I teacher the variants need, once, before any of them trains (parallel variants
     would otherwise race to build the same cache)."""
-    from mirai_cli.engine.teacher_source import ensure_feature_cache
+    from mirai_cli.foresight.teachers.build import ensure_feature_cache
     from mirai_cli.runtime.device import resolve_device
 
     for variant in variants:

@@ -34,14 +34,8 @@ from mirai_cli.cli.common import (
     err_console,
     handle_errors,
 )
-from mirai_cli.config.registries import EXTRACTOR_NAMES
-from mirai_cli.config.schema import EvalConfig
+from mirai_cli.config.schema import setting_help
 from mirai_cli.errors import MiraiError
-
-
-def _default(name: str) -> object:
-    """A default as the preset schema states it (the one place for it)."""
-    return EvalConfig.model_fields[name].default
 
 
 class _DefaultRunGroup(TyperGroup):
@@ -127,18 +121,18 @@ def run(
     isc: bool = typer.Option(False, "--isc", help="Inception Score"),
     kid: bool = typer.Option(False, "--kid", help="Kernel Inception Distance"),
     prc: bool = typer.Option(False, "--prc", help="precision / recall (same extractor as FID, like ADM)"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"{', '.join(EXTRACTOR_NAMES)} (default "
-                                            f"{_default('extractor')}; efficientnet: offline, not comparable with published FID)"),
-    inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local "
-                                                     "weights-inception-2015-12-05-6726825d.pth (else $MIRAI_INCEPTION_WEIGHTS)"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=setting_help("eval.extractor")
+                                            + "; efficientnet: offline, not comparable with published FID"),
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", help=setting_help("eval.inception_weights")
+                                                     + "; else $MIRAI_INCEPTION_WEIGHTS"),
     out: Path | None = typer.Option(None, "--out", "-o", help="metrics JSON (default: <samples>.metrics.json beside the samples)"),
-    resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop); off by default"),
-    ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N reference images"),
-    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help=f"KID subset size (default {_default('kid_subset_size')})"),
-    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help=f"KID subsets (default {_default('kid_subsets')})"),
-    isc_splits: int | None = typer.Option(None, "--isc-splits", help=f"IS splits (default {_default('isc_splits')})"),
-    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help=f"precision/recall k (default {_default('prc_neighborhood')})"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=f"images per extractor batch (default {_default('batch_size')})"),
+    resize: int | None = typer.Option(None, "--resize", help=setting_help("eval.resize")),
+    ref_limit: int | None = typer.Option(None, "--ref-limit", help=setting_help("eval.ref_limit")),
+    kid_subset_size: int | None = typer.Option(None, "--kid-subset-size", help=setting_help("eval.kid_subset_size")),
+    kid_subsets: int | None = typer.Option(None, "--kid-subsets", help=setting_help("eval.kid_subsets")),
+    isc_splits: int | None = typer.Option(None, "--isc-splits", help=setting_help("eval.isc_splits")),
+    prc_neighborhood: int | None = typer.Option(None, "--prc-neighborhood", help=setting_help("eval.prc_neighborhood")),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=setting_help("eval.batch_size")),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     workers: int | None = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
     seed: int | None = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
@@ -201,11 +195,11 @@ def stats(
     reference: str = typer.Argument(..., help="reference images: folder, .npz, ADM batch, or fashion-mnist[:test]"),
     out: Path = typer.Option(..., "--out", "-o", help="statistics file to write (.npz)"),
     features: bool = typer.Option(False, "--features", help="also store features, so KID and precision/recall can use the file"),
-    extractor: str | None = typer.Option(None, "--extractor", "-e", help=f"feature extractor (default {_default('extractor')})"),
-    inception_weights: Path | None = typer.Option(None, "--inception-weights", help="local Inception weights file"),
-    resize: int | None = typer.Option(None, "--resize", help="resize every image to SxS (ADM centre crop)"),
-    ref_limit: int | None = typer.Option(None, "--ref-limit", help="use a random subset of N images"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="images per extractor batch"),
+    extractor: str | None = typer.Option(None, "--extractor", "-e", help=setting_help("eval.extractor")),
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", help=setting_help("eval.inception_weights")),
+    resize: int | None = typer.Option(None, "--resize", help=setting_help("eval.resize")),
+    ref_limit: int | None = typer.Option(None, "--ref-limit", help=setting_help("eval.ref_limit")),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=setting_help("eval.batch_size")),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda"),
     workers: int | None = typer.Option(None, "--workers", help="image decoding processes"),
     seed: int | None = typer.Option(None, "--seed", help="seed of --ref-limit"),

@@ -16,6 +16,7 @@ from mirai_cli.cli.common import (
     console,
     handle_errors,
 )
+from mirai_cli.config.schema import setting_help
 from mirai_cli.errors import MiraiError
 
 
@@ -36,12 +37,12 @@ def sample_command(
     overrides: Optional[List[str]] = SetOption,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: <run>/samples/<checkpoint>-<weights>-cfg<s>-seed<n>)"),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="VQ checkpoint (default: the one recorded in the run)"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="ema or raw (default: sample.weights)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help=setting_help("sample.weights")),
     classes: Optional[str] = typer.Option(None, "--classes", help="explicit labels, e.g. 1,2,3 (one image each)"),
-    per_class: Optional[int] = typer.Option(None, "--per-class", help="images per class over all classes"),
-    random: Optional[int] = typer.Option(None, "--random", help="this many images with uniformly random classes"),
-    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="classifier-free guidance scale"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="sampling seed"),
+    per_class: Optional[int] = typer.Option(None, "--per-class", help=setting_help("sample.per_class")),
+    random: Optional[int] = typer.Option(None, "--random", help=setting_help("sample.random_classes")),
+    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help=setting_help("sample.cfg_scale")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=setting_help("sample.seed")),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:

@@ -18,6 +18,16 @@ GPT_SIZES: dict[str, tuple[int, int, int]] = {
     "GPT-3B": (24, 3200, 32),  # the one public size whose heads are not 64 wide (100)
 }
 
+def heads_problem(dim: int, heads: int) -> Optional[str]:
+    """Why a GPT `dim` wide cannot have `heads` attention heads (None when it can): the heads split the width
+    evenly, and each head's width is a multiple of 4 for the 2D rotary embedding (two axes of cos/sin pairs)."""
+    if dim % heads:
+        return f"dim = {dim} is not divisible by heads = {heads}"
+    if (dim // heads) % 4:
+        return f"head dim {dim // heads} must be a multiple of 4 for the 2D rotary embedding"
+    return None
+
+
 # LlamaGen's VQ-16 and VQ-8 (docs/method.md, "Tokenizer").
 VQ_SIZES: dict[str, dict[str, Any]] = {
     "VQ-16": {"ch": 128, "ch_mult": [1, 1, 2, 2, 4], "z_channels": 256, "codebook_size": 16384, "codebook_dim": 8},

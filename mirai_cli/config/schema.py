@@ -45,6 +45,7 @@ from mirai_cli.config.registries import (  # noqa: E402, F401 - ENCODER_LAYERS, 
     GPT_SIZES,
     VQ_SIZES,
     encoder_layer_problem,
+    heads_problem,
     unknown_name,
 )
 
@@ -164,10 +165,9 @@ class ModelConfig(Section):
     def _fill_named_size(self) -> "ModelConfig":
         shape = ("layers", "dim", "heads")
         fill_named_size(self, None if self.size == "custom" else dict(zip(shape, GPT_SIZES[self.size])), shape)
-        if self.dim % self.heads:  # type: ignore[operator]
-            raise ValueError(f"dim = {self.dim} is not divisible by heads = {self.heads}")
-        if (self.dim // self.heads) % 4:  # type: ignore[operator]
-            raise ValueError(f"head dim {self.dim // self.heads} must be a multiple of 4 for the 2D rotary embedding")
+        problem = heads_problem(self.dim, self.heads)  # type: ignore[arg-type]
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -456,3 +456,18 @@ SECTIONS: dict[str, type[Section]] = {
     "eval": EvalConfig,
     "ablate": AblateConfig,
 }
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """Every field's default in one preset section, by field name. Job configs (GPTConfig, SampleOptions,
+    VQConfig, FitConfig, TargetOptions, EvalSettings) and CLI options take their defaults from here, so a
+    default is written once (tests/config/test_one_default.py checks it)."""
+    return {name: f.get_default(call_default_factory=True) for name, f in SECTIONS[section].model_fields.items()}
+
+
+def setting_help(key: str) -> str:
+    """The help of a CLI option that sets `section.field` for one call: the schema's description and default."""
+    section, name = key.split(".")
+    field = SECTIONS[section].model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    return f"{field.description} (default: the preset's {key}, {'unset' if default is None else default})"

@@ -4,6 +4,7 @@ named; checkpoint and resume both go through them."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,11 +24,11 @@ from mirai_cli.engine.parallel import full_state, load_full_state, parallelize, 
 from mirai_cli.engine.prefetch import BatchReader
 from mirai_cli.engine.run_dir import prepare_run_dir, resolve_run_dir
 from mirai_cli.engine.step import TrainStep
-from mirai_cli.engine.teacher_source import build_teacher
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.objective import ForesightObjective
 from mirai_cli.foresight.schedule import LambdaSchedule
 from mirai_cli.foresight.teachers import Teacher
+from mirai_cli.foresight.teachers.build import build_teacher
 from mirai_cli.gpt.checkpoint import latest_checkpoint
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
@@ -38,14 +39,11 @@ from mirai_cli.runtime.distributed import DistEnv, barrier
 
 
 def gpt_config_from(config: MiraiConfig) -> GPTConfig:
+    """The GPT of the preset: the [model] fields GPTConfig shares with the schema, plus what the data decide."""
     m = config.model
-    return GPTConfig(
-        vocab_size=config.vocab_size, num_classes=m.num_classes, layers=m.layers, dim=m.dim, heads=m.heads,
-        grid=(config.grid, config.grid), class_dropout=m.class_dropout, token_dropout=m.token_dropout,
-        resid_dropout=m.resid_dropout, ffn_dropout=m.ffn_dropout, attn_dropout=m.attn_dropout,
-        rope_base=m.rope_base, norm_eps=m.norm_eps, multiple_of=m.multiple_of, init_std=m.init_std,
-        name=m.size if m.size != "custom" else "custom",
-    )
+    shared = {f.name: getattr(m, f.name) for f in dataclasses.fields(GPTConfig) if f.name in type(m).model_fields}
+    return GPTConfig(**shared, vocab_size=config.vocab_size, grid=(config.grid, config.grid),
+                     name=m.size if m.size != "custom" else "custom")
 
 
 def check_store_fits(store: TokenStore, config: MiraiConfig) -> None:
@@ -148,16 +146,15 @@ def build_foresight(config: MiraiConfig, store: TokenStore, gpt: GPT, env: DistE
                     ) -> tuple[Optional[Teacher], Optional[ForesightObjective], dict[str, EMA]]:
     """The teacher, the projector heads and the EMAs: "sample_ema" (train.ema_decay) and, for a Mirai-E teacher
     whose decay differs, "teacher_ema". The engine updates, saves and shards every EMA here itself, so it never
-    calls teacher.update / teacher.state_dict (the teacher's own EMA is the "teacher_ema" entry)."""
+    asks the teacher for anything but targets (the teacher's own EMA is the "teacher_ema" entry)."""
     tc, fc = config.train, config.foresight
     emas = {"sample_ema": EMA(gpt, tc.ema_decay)} if tc.ema_decay > 0 else {}
-    teacher = build_teacher(config, store, gpt, env.device, sample_ema=emas.get("sample_ema"), env=env,
-                            progress=progress)
+    teacher = build_teacher(config, store, gpt, env.device, make_ema=EMA, sample_ema=emas.get("sample_ema"),
+                            env=env, progress=progress)
     if teacher is None:
         return None, None, emas
-    own_ema = getattr(teacher, "ema", None)
-    if own_ema is not None and own_ema is not emas.get("sample_ema"):
-        emas["teacher_ema"] = own_ema
+    if teacher.ema is not None and teacher.ema is not emas.get("sample_ema"):
+        emas["teacher_ema"] = teacher.ema
     objective = ForesightObjective.from_layout(
         (config.grid, config.grid), student_dim=gpt.cfg.dim, teacher_dim=teacher.teacher_dim,
         teacher_space=teacher.teacher_space, layout=fc.layout, k=fc.k, offsets=fc.offsets,
@@ -198,7 +195,7 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
     gpt_cfg = gpt_config_from(config)
     gpt = GPT(gpt_cfg).to(env.device)
     teacher, objective, emas = build_foresight(config, store, gpt, env, progress)
-    teacher_ema = getattr(teacher, "ema", None)
+    teacher_ema = teacher.ema if teacher is not None else None
     step_module = TrainStep(gpt, objective, depth=fc.depth or gpt_cfg.layers, level=fc.level)
     model = parallelize(step_module, [e.module for e in emas.values()], env, tc.parallel, precision, tc.compile,
                         tc.activation_checkpointing)

@@ -6,10 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirai_cli.config.registries import GPT_SIZES
+from mirai_cli.config.registries import GPT_SIZES, heads_problem
+from mirai_cli.config.schema import section_defaults
 from mirai_cli.errors import MiraiError
 
 NAMED_SIZES = GPT_SIZES  # name: (layers, dim, heads), from the registry the preset schema validates against
+MODEL = section_defaults("model")  # the preset's [model] defaults: the one place they are written
 
 CLASS_ROPE_MODES = ("zero", "identity")
 
@@ -26,16 +28,16 @@ class GPTConfig:
     dim: int
     heads: int
     grid: tuple[int, int] = (16, 16)
-    class_dropout: float = 0.1
-    token_dropout: float = 0.1
-    resid_dropout: float = 0.1
-    ffn_dropout: float = 0.1
-    attn_dropout: float = 0.0
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
-    multiple_of: int = 256
+    class_dropout: float = MODEL["class_dropout"]
+    token_dropout: float = MODEL["token_dropout"]
+    resid_dropout: float = MODEL["resid_dropout"]
+    ffn_dropout: float = MODEL["ffn_dropout"]
+    attn_dropout: float = MODEL["attn_dropout"]
+    rope_base: float = MODEL["rope_base"]
+    norm_eps: float = MODEL["norm_eps"]
+    multiple_of: int = MODEL["multiple_of"]
     ffn_dim_multiplier: float | None = None
-    init_std: float = 0.02
+    init_std: float = MODEL["init_std"]
     # What the rotary table holds at the class position. LlamaGen stores cos = sin = 0 there, which zeroes the
     # class position's query and key (not "no rotation"); "zero" reproduces LlamaGen's logits exactly,
     # "identity" (cos = 1, sin = 0) leaves that position unrotated.
@@ -44,11 +46,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
-        problems = []
-        if self.dim % self.heads:
-            problems.append(f"dim {self.dim} is not divisible by heads {self.heads}")
-        elif self.head_dim % 4:
-            problems.append(f"head dim {self.head_dim} must be a multiple of 4 (2D rotary embedding)")
+        problems = [problem] if (problem := heads_problem(self.dim, self.heads)) else []
         if min(self.vocab_size, self.num_classes, self.layers, self.grid[0], self.grid[1]) < 1:
             problems.append("vocab_size, num_classes, layers and grid must all be >= 1")
         if self.class_rope not in CLASS_ROPE_MODES:

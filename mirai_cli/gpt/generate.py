@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from mirai_cli.config.schema import section_defaults
 from mirai_cli.gpt.logits import combine_cfg, draw, filter_logits, guidance_scales
 from mirai_cli.gpt.model import GPT
+
+SAMPLE = section_defaults("sample")  # the preset's [sample] defaults: the one place they are written
 
 
 @dataclass
 class SampleOptions:
-    cfg_scale: float = 1.0
-    cfg_schedule: str = "constant"  # constant | linear | interval (see logits.guidance_scales)
-    cfg_interval: float = 1.0  # interval schedule: fraction of tokens that get guidance
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    precision: str = "bf16"  # bf16 autocast on CUDA; the CPU always samples in float32
-    weights_dtype: str = "fp32"  # fp32 | bf16: the weights the sampling job holds (bf16 changes ~10% of tokens)
-    compile: bool = False  # torch.compile the one-token decode step (static shapes: it attends the whole cache)
+    """How tokens are drawn; the fields and their defaults are the preset's [sample] ones (docs in the schema)."""
+
+    cfg_scale: float = SAMPLE["cfg_scale"]
+    cfg_schedule: str = SAMPLE["cfg_schedule"]  # constant | linear | interval (see logits.guidance_scales)
+    cfg_interval: float = SAMPLE["cfg_interval"]
+    temperature: float = SAMPLE["temperature"]
+    top_k: int = SAMPLE["top_k"]
+    top_p: float = SAMPLE["top_p"]
+    precision: str = SAMPLE["precision"]  # bf16 autocast on CUDA; the CPU always samples in float32
+    weights_dtype: str = SAMPLE["weights_dtype"]
+    compile: bool = SAMPLE["compile"]  # static shapes: the compiled decode step attends the whole cache
     use_cache: bool = True  # False recomputes the whole prefix every step (for benchmarks and tests)
+
+    @classmethod
+    def from_settings(cls, sample: Any, **overrides: Any) -> SampleOptions:
+        """From a preset's `sample` section (pydantic model): every field the two share, then `overrides`."""
+        shared = {f.name: getattr(sample, f.name) for f in dataclasses.fields(cls) if hasattr(sample, f.name)}
+        return cls(**{**shared, **overrides})
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:

@@ -59,11 +59,7 @@ def sample_job_from_config(
     weights = weights or sc.weights
     cfg_scale = sc.cfg_scale if cfg_scale is None else cfg_scale
     seed = sc.seed if seed is None else seed
-    options = SampleOptions(
-        cfg_scale=cfg_scale, cfg_schedule=sc.cfg_schedule, cfg_interval=sc.cfg_interval,
-        temperature=sc.temperature, top_k=sc.top_k, top_p=sc.top_p, precision=sc.precision, compile=sc.compile,
-        weights_dtype=sc.weights_dtype,
-    )
+    options = SampleOptions.from_settings(sc, cfg_scale=cfg_scale)
     model_shape, image_size = stated_shape(config)
     return SampleJob(
         checkpoint=source,

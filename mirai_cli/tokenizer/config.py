@@ -5,23 +5,28 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mirai_cli.config.registries import VQ_SIZES
+from mirai_cli.config.schema import section_defaults
 from mirai_cli.errors import MiraiError
+
+TOKENIZER = section_defaults("tokenizer")  # the preset's [tokenizer] defaults: the one place they are written
+SHAPE = VQ_SIZES[TOKENIZER["size"]]  # the default size's shape (LlamaGen's VQ-16)
 
 
 @dataclass
 class VQConfig:
     """Architecture of a VQ tokenizer. Defaults are LlamaGen's VQ-16 (docs/method.md, "Tokenizer")."""
 
-    ch: int = 128
-    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
-    num_res_blocks: int = 2  # per encoder level
-    decoder_num_res_blocks: int = 3  # per decoder level (LlamaGen: encoder's + 1)
-    z_channels: int = 256
-    codebook_size: int = 16384
-    codebook_dim: int = 8
-    dropout: float = 0.0
-    beta: float = 0.25  # commitment weight
-    norm_groups: int = 32  # GroupNorm groups; LlamaGen uses 32, small models may need fewer
+    ch: int = SHAPE["ch"]
+    ch_mult: tuple[int, ...] = tuple(SHAPE["ch_mult"])
+    num_res_blocks: int = TOKENIZER["num_res_blocks"]  # per encoder level
+    decoder_num_res_blocks: int = TOKENIZER["decoder_num_res_blocks"]  # per decoder level (LlamaGen: encoder's + 1)
+    z_channels: int = SHAPE["z_channels"]
+    codebook_size: int = SHAPE["codebook_size"]
+    codebook_dim: int = SHAPE["codebook_dim"]
+    dropout: float = TOKENIZER["dropout"]
+    beta: float = TOKENIZER["beta"]  # commitment weight
+    norm_groups: int = TOKENIZER["norm_groups"]  # GroupNorm groups; LlamaGen uses 32, small models may need fewer
     codebook_l2_norm: bool = True
     usage_buffer: int = 65536  # LlamaGen's rolling `quantize.codebook_used` buffer (in the state dict)
     name: str = field(default="custom", compare=False)
@@ -74,12 +79,12 @@ class VQConfig:
     @classmethod
     def vq16(cls, **overrides: Any) -> VQConfig:
         """LlamaGen VQ-16: 16x downsampling, codebook 16384 x 8, 72M parameters."""
-        return cls(**{"name": "VQ-16", **overrides})
+        return cls(**{"name": "VQ-16", **VQ_SIZES["VQ-16"], **overrides})
 
     @classmethod
     def vq8(cls, **overrides: Any) -> VQConfig:
         """LlamaGen VQ-8: 8x downsampling (ch_mult [1, 2, 2, 4])."""
-        return cls(**{"name": "VQ-8", "ch_mult": (1, 2, 2, 4), **overrides})
+        return cls(**{"name": "VQ-8", **VQ_SIZES["VQ-8"], **overrides})
 
     @classmethod
     def tiny(cls, **overrides: Any) -> VQConfig:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mirai_cli.config.schema import section_defaults
 from mirai_cli.data.crops import center_crop_arr, to_model_input
 from mirai_cli.data.images import UnreadableImage, image_grid, save_png
 from mirai_cli.data.loading import read_ahead
@@ -44,32 +45,34 @@ from mirai_cli.tokenizer.discriminator import (
 from mirai_cli.tokenizer.evaluate import evaluate_reconstruction
 from mirai_cli.tokenizer.vq_model import VQModel
 
+# The preset's defaults, the one place they are written: a fit's settings are the [tokenizer] fit_* ones, the
+# image size and split of [data], and the precision, seed and log interval of [train].
+TOKENIZER, DATA, TRAIN = (section_defaults(s) for s in ("tokenizer", "data", "train"))
+
 
 @dataclass
 class FitConfig:
     source: str
     out_dir: str
-    vq: VQConfig = field(default_factory=VQConfig.tiny)
-    image_size: int = 32
-    split: str = "train"
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-4
+    vq: VQConfig = field(default_factory=VQConfig)
+    image_size: int = DATA["image_size"]
+    split: str = DATA["split"]
+    steps: int = TOKENIZER["fit_steps"]
+    batch_size: int = TOKENIZER["fit_batch_size"]
+    lr: float = TOKENIZER["fit_lr"]
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    precision: str = "bf16"
+    precision: str = TRAIN["precision"]
     device: str = "auto"
-    seed: int = 0
+    seed: int = TRAIN["seed"]
     flip: bool = True  # random horizontal flips
     codebook_weight: float = 1.0
-    lpips: bool = False
-    lpips_weight: float = 1.0
-    lpips_vgg_weights: str | None = None  # torchvision vgg16 state dict; None: torchvision's download/cache
+    perceptual_weight: float = TOKENIZER["perceptual_weight"]  # LPIPS (VGG16) loss weight; 0 = off
+    lpips_vgg_weights: str | None = TOKENIZER["perceptual_weights"]  # torchvision vgg16 state dict; None: its cache
     lpips_lin_weights: str | None = None  # LPIPS vgg.pth; None: the `lpips` package's, else equal weights
-    disc: bool = False
-    disc_start: int = 20000
-    disc_weight: float = 0.5
+    disc_start: int = TOKENIZER["disc_start"]
+    disc_weight: float = TOKENIZER["disc_weight"]  # PatchGAN hinge loss weight; 0 = no discriminator
     disc_adaptive_weight: bool = False
     disc_lr: float | None = None  # None: same as lr
     disc_layers: int = 3  # PatchGAN depth (capped for small images)
@@ -80,9 +83,9 @@ class FitConfig:
     eval_images: int = 256  # held out from training
     eval_every: int = 0  # steps; 0: only at the end
     checkpoint_every: int = 500
-    log_every: int = 20
+    log_every: int = TRAIN["log_every"]
     resume: bool = True
-    time_limit_s: float | None = None  # stop early (with a checkpoint and the final evaluation)
+    time_limit_s: float | None = TOKENIZER["fit_time_limit"]  # stop early (with a checkpoint and the final evaluation)
     init_from: str | None = None  # start from a tokenizer checkpoint (fine-tuning)
     show_progress: bool = True
     force: bool = False  # continue into a finished tokenizer's folder (e.g. more steps), replacing tokenizer.pt
@@ -216,7 +219,7 @@ def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:
     model.train()
     opt = torch.optim.AdamW(_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     perceptual = None
-    if cfg.lpips:
+    if cfg.perceptual_weight > 0:
         from mirai_cli.tokenizer.lpips import LPIPS
 
         perceptual = LPIPS(cfg.lpips_vgg_weights, cfg.lpips_lin_weights).to(dev)
@@ -224,7 +227,7 @@ def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:
             log("LPIPS: learned channel weights not found (pip package `lpips` or a vgg.pth file); "
                 "using equal channel weights")
     disc = disc_opt = None
-    if cfg.disc:
+    if cfg.disc_weight > 0:
         # fewer layers on small images, so that the last 4x4 convolutions still fit
         n_layers = max(1, min(cfg.disc_layers, int(math.log2(cfg.image_size / 3))))
         disc = PatchGANDiscriminator(n_layers=n_layers).to(dev).train()
@@ -283,13 +286,13 @@ def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:
                 parts = {"rec": rec_loss.item(), "codebook": q.codebook_loss.item(), "commit": q.commit_loss.item()}
                 if perceptual is not None:
                     p_loss = perceptual(x, rec).mean()
-                    loss = loss + cfg.lpips_weight * p_loss
+                    loss = loss + cfg.perceptual_weight * p_loss
                     parts["lpips"] = p_loss.item()
                 if disc is not None and step > cfg.disc_start:
                     g_loss = hinge_g_loss(disc(rec))
                     w = cfg.disc_weight
                     if cfg.disc_adaptive_weight:
-                        nll = rec_loss + (cfg.lpips_weight * p_loss if perceptual is not None else 0)
+                        nll = rec_loss + (cfg.perceptual_weight * p_loss if perceptual is not None else 0)
                         w = w * adaptive_weight(nll, g_loss, model.decoder.last_layer)
                     loss = loss + w * g_loss
                     parts["gen_adv"] = g_loss.item()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,13 +20,10 @@ Log = Callable[[str], None]
 
 
 def vq_config_from(config: MiraiConfig) -> VQConfig:
+    """The preset's tokenizer: every [tokenizer] field VQConfig shares with the schema, and the size as its name."""
     t = config.tokenizer
-    return VQConfig(
-        ch=t.ch, ch_mult=tuple(t.ch_mult or ()), num_res_blocks=t.num_res_blocks,
-        decoder_num_res_blocks=t.decoder_num_res_blocks, z_channels=t.z_channels, codebook_size=t.codebook_size,
-        codebook_dim=t.codebook_dim, dropout=t.dropout, beta=t.beta, norm_groups=t.norm_groups,
-        name=t.size if t.size != "custom" else "custom",
-    )
+    shared = {f.name: getattr(t, f.name) for f in fields(VQConfig) if f.name in type(t).model_fields}
+    return VQConfig(**shared, name=t.size if t.size != "custom" else "custom")
 
 
 def stated_vq_config(config: MiraiConfig) -> Optional[VQConfig]:
@@ -47,10 +45,9 @@ def fit_config_from(config: MiraiConfig, out_dir: Optional[Path] = None, show_pr
     return FitConfig(
         source=d.source, out_dir=str(out_dir or tokenizer_location(config)), vq=vq_config_from(config),
         image_size=d.image_size, split=d.split, steps=t.fit_steps, batch_size=t.fit_batch_size, lr=t.fit_lr,
-        seed=config.train.seed, lpips=t.perceptual_weight > 0, lpips_weight=t.perceptual_weight or 1.0,
-        lpips_vgg_weights=t.perceptual_weights, disc=t.disc_weight > 0, disc_start=t.disc_start,
-        disc_weight=t.disc_weight or 0.5, precision=config.train.precision, time_limit_s=t.fit_time_limit,
-        show_progress=show_progress,
+        seed=config.train.seed, perceptual_weight=t.perceptual_weight, lpips_vgg_weights=t.perceptual_weights,
+        disc_start=t.disc_start, disc_weight=t.disc_weight, precision=config.train.precision,
+        log_every=config.train.log_every, time_limit_s=t.fit_time_limit, show_progress=show_progress,
     )
 
 

@@ -126,7 +126,7 @@ def test_schema_registry_matches_the_encoders():
 
 
 def test_preset_cache_name_matches_the_encoder_it_builds():
-    from mirai_cli.engine.teacher_source import target_options, teacher_cache_name
+    from mirai_cli.foresight.teachers.build import target_options, teacher_cache_name
 
     config = load_config(["tiny"], ["foresight.encoder=\"efficientnet-lite0\"", "foresight.encoder_layer=8",
                                     "foresight.encoder_resolution=64", "foresight.target_norm=\"spatial\""])

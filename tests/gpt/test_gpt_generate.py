@@ -27,7 +27,7 @@ LABELS = torch.tensor([0, 5, 2])
 
 
 def test_cached_logits_equal_full_forward_every_step(model):
-    tokens, seen = generate(model, LABELS, SampleOptions(temperature=1.3), generator=gen(0), return_logits=True)
+    tokens, seen = generate(model, LABELS, SampleOptions(cfg_scale=1.0, temperature=1.3), generator=gen(0), return_logits=True)
     assert tokens.shape == (3, 12) and seen.shape == (3, 12, 40)
     full = model(tokens, LABELS).logits  # position i predicts cell i, having seen cells < i
     torch.testing.assert_close(seen, full, atol=1e-4, rtol=1e-4)
@@ -69,7 +69,7 @@ def test_cfg_scale_one_is_the_conditional_model(model):
 
 
 def test_top_k_one_is_greedy(model):
-    tokens = generate(model, LABELS, SampleOptions(top_k=1, temperature=5.0), generator=gen(5))
+    tokens = generate(model, LABELS, SampleOptions(cfg_scale=1.0, top_k=1, temperature=5.0), generator=gen(5))
     greedy = torch.zeros_like(tokens)
     for i in range(12):  # greedy decoding with full forward passes
         greedy[:, i] = model(greedy[:, : i + 1], LABELS).logits[:, i].argmax(-1)
@@ -174,7 +174,7 @@ def test_bf16_weights_sample_close_to_fp32(model):
     bf16 = GPT(model.cfg).eval()
     bf16.load_state_dict(model.state_dict())
     bf16 = bf16.to(torch.bfloat16)
-    tokens, seen = generate(bf16, LABELS, SampleOptions(), generator=gen(2), return_logits=True)
+    tokens, seen = generate(bf16, LABELS, SampleOptions(cfg_scale=1.0), generator=gen(2), return_logits=True)
     ref = model(tokens, LABELS).logits
     assert seen.dtype == torch.float32 and (seen - ref).abs().max() < 0.1 * ref.abs().max()
 
@@ -185,9 +185,9 @@ def test_stacked_ffn_weights_follow_in_place_updates():
     m = GPT(GPTConfig(vocab_size=40, num_classes=6, layers=2, dim=32, heads=2, grid=(3, 4))).eval()
     with torch.no_grad():
         m.output.weight.normal_(0, 0.5)
-    generate(m, LABELS, SampleOptions(), generator=gen(0), keep_cache=True)
+    generate(m, LABELS, SampleOptions(cfg_scale=1.0), generator=gen(0), keep_cache=True)
     with torch.no_grad():
         m.layers[1].feed_forward.w3.weight.mul_(3.0)  # as an optimizer step would
-    tokens, seen = generate(m, LABELS, SampleOptions(), generator=gen(0), return_logits=True)
+    tokens, seen = generate(m, LABELS, SampleOptions(cfg_scale=1.0), generator=gen(0), return_logits=True)
     torch.testing.assert_close(seen, m(tokens, LABELS).logits, atol=1e-4, rtol=1e-4)
     assert m.layers[1].feed_forward._w13 is None  # freed with the cache

@@ -63,8 +63,8 @@ def test_lpips_and_patchgan_options(npz, tmp_path):
 
     vgg = vgg16_features()  # random weights: we test the wiring, not the metric
     torch.save({f"features.{k}": v for k, v in vgg.state_dict().items()}, tmp_path / "vgg.pth")
-    r = fit_tokenizer(_cfg(npz, tmp_path / "gan", steps=3, lpips=True, lpips_vgg_weights=str(tmp_path / "vgg.pth"),
-                           disc=True, disc_start=1, disc_adaptive_weight=True, log_every=1), log=lambda m: None)
+    r = fit_tokenizer(_cfg(npz, tmp_path / "gan", steps=3, perceptual_weight=1.0, lpips_vgg_weights=str(tmp_path / "vgg.pth"),
+                           disc_weight=0.5, disc_start=1, disc_adaptive_weight=True, log_every=1), log=lambda m: None)
     lines = [json.loads(s) for s in (tmp_path / "gan" / "fit_log.jsonl").read_text().splitlines()]
     assert "lpips" in lines[0] and "disc" not in lines[0]  # the discriminator starts after step 1
     assert "disc" in lines[1] and "gen_adv" in lines[1]

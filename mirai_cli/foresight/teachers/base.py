@@ -1,16 +1,14 @@
 """The one interface a training engine uses for foresight targets (docs/method.md, "Teacher interface").
 
-    teacher = build_teacher(config, store, gpt, device, sample_ema=...)   # engine/teacher_source.py
+    teacher = build_teacher(config, store, gpt, device, make_ema=EMA, sample_ema=...)   # build.py
     objective = ForesightObjective.from_layout(..., teacher_dim=teacher.teacher_dim,
                                                teacher_space=teacher.teacher_space)
     # data thread, ahead of the step (host only, no device work):
     batch.teacher = teacher.read_ahead(images, crops)       # cached features / crop pixels, or None
     # each micro-batch, inside the step (any autocast region: the teacher sets its own precision):
     target = teacher.targets(batch)                         # fp32 [B, M, teacher_dim], no grad
-    # after optimizer.step():
-    teacher.update(model)                                   # Mirai-E: the EMA moves; others: nothing
-    # checkpoint / resume:
-    state.update(teacher.state_dict()); teacher.load_state_dict(state)
+    # after optimizer.step(), and in checkpoints: the engine updates and saves `teacher.ema` (Mirai-E) with its
+    # other EMAs; a teacher holds no other state.
 
 `batch` is any object with `codes` [B, N] and `labels` [B] on the device, `images` / `crops` (store rows and
 crop ids, numpy) and `teacher` (what read_ahead returned, moved to the device, or None).
@@ -25,7 +23,6 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 
 class TeacherBatch(Protocol):
@@ -48,13 +45,14 @@ class TargetBatch:
 
 
 class Teacher:
-    """Base of the EMA, online-encoder and cached-encoder teachers; defaults for what a teacher lacks.
+    """Base of the EMA, online-encoder and cached-encoder teachers: what the engine uses of a teacher.
 
     teacher_space: "sequence" (cell c at sequence position c + 1, the EMA GPT) or "cells" (cell c at index c,
     an encoder), as `aligned_pairs` takes it. teacher_dim: the target width."""
 
     teacher_space: str = "cells"
     teacher_dim: int = 0
+    ema: Any = None  # Mirai-E: the EMA whose weights give the targets (the engine moves and saves it)
 
     def read_ahead(self, images: np.ndarray, crops: np.ndarray) -> Optional[torch.Tensor]:
         """Host-side input of `targets` that can be prepared in a background thread (None: nothing to read)."""
@@ -63,17 +61,3 @@ class Teacher:
     def targets(self, batch: TeacherBatch) -> torch.Tensor:
         """fp32 targets [B, M, teacher_dim] of a micro-batch, without gradients."""
         raise NotImplementedError
-
-    def update(self, model: nn.Module) -> None:
-        """After the optimizer step: move the teacher (only an EMA teacher that owns its EMA does)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Checkpoint entries this teacher owns ({} when it owns no state)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` saved (`state` may hold other entries too)."""
-
-    def describe(self) -> dict[str, Any]:
-        """Plain data saying what produces the targets (for run metadata)."""
-        return {"teacher_space": self.teacher_space, "teacher_dim": self.teacher_dim}

@@ -3,7 +3,7 @@
 Ordering in the training step (the engine's job, stated here because the method depends on it):
     1. targets = teacher.targets(batch)     <- EMA as of the previous step
     2. student forward/backward, optimizer.step()
-    3. teacher.update(model)                <- the EMA moves (or the engine's sampling EMA, when shared)
+    3. ema.update(model)                    <- the engine moves the EMA (`teacher.ema`)
 so the target at step t comes from the EMA after step t-1, never from weights that saw this batch.
 """
 
@@ -17,17 +17,14 @@ from torch import nn
 from mirai_cli.foresight.teachers.base import Teacher, TeacherBatch
 from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
 
-STATE_KEY = "teacher_ema"
-
 
 class EMATeacher(Teacher):
     """Runs the EMA GPT in eval mode (no dropout, no label drop) without gradients, only up to block
     `depth`, on the same tokens and the true labels. Targets: [B, N, D] in sequence positions (cell c at
     position c + 1), i.e. `teacher_space="sequence"` for `aligned_pairs`.
 
-    ema: an EMA (engine/ema.py: `.module`, `.update(model)`, `.state_dict()`, `.load_state_dict()`).
-    owns_ema: True when this teacher's EMA is its own (updated and saved here); False when it is the
-    engine's sampling EMA (same decay), which the engine updates and saves.
+    ema: an EMA (engine/ema.py: `.module`), the engine's sampling EMA or one of the teacher's own decay; the
+    engine updates and saves it either way.
     level="output" (the injection ablation) targets the EMA's final normed hidden state instead; that needs
     the full forward. options: precision ("fp32", the paper's code: the fp32 EMA outside autocast, or "bf16")
     and norm / norm_alpha (`normalise_targets`; "spatial" statistics come from the cell positions 1.., the
@@ -38,7 +35,7 @@ class EMATeacher(Teacher):
 
     def __init__(
         self, ema: Any, depth: int, level: Literal["internal", "output"] = "internal",
-        options: Optional[TargetOptions] = None, owns_ema: bool = True,
+        options: Optional[TargetOptions] = None,
     ) -> None:
         if level not in ("internal", "output"):
             raise ValueError(f"level must be 'internal' or 'output', got {level!r}")
@@ -46,7 +43,6 @@ class EMATeacher(Teacher):
         self.depth = int(depth)
         self.level = level
         self.options = options or TargetOptions()
-        self.owns_ema = owns_ema
 
     @property
     def model(self) -> nn.Module:
@@ -70,18 +66,3 @@ class EMATeacher(Teacher):
 
     def targets(self, batch: TeacherBatch) -> torch.Tensor:
         return self(batch.codes, batch.labels)
-
-    def update(self, model: nn.Module) -> None:
-        if self.owns_ema:
-            self.ema.update(model)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {STATE_KEY: self.ema.state_dict()} if self.owns_ema else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.owns_ema:
-            self.ema.load_state_dict(state[STATE_KEY])
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "teacher": "ema", "decay": self.ema.decay, "depth": self.depth,
-                "level": self.level, **self.options.describe()}

@@ -3,7 +3,7 @@ features read from the cache next to the token store (docs/method.md, Foresight)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -40,9 +40,6 @@ class OnlineEncoderTeacher(Teacher):
         assert crops is not None
         return self.encoder(uint8_to_unit(crops.to(self.device)))
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "teacher": "encoder", "cached": False, **self.encoder.describe()}
-
 
 class CachedEncoderTeacher(Teacher):
     """Reads the encoder's features computed once for every (entry, crop) of the store: read_ahead is the
@@ -62,6 +59,3 @@ class CachedEncoderTeacher(Teacher):
         feats = batch.teacher if batch.teacher is not None else self.read_ahead(batch.images, batch.crops)
         assert feats is not None
         return feats.to(self.device, torch.float32)
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "teacher": "encoder", "cached": True, **self.cache.manifest["encoder"]}

@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from mirai_cli.config.schema import section_defaults
 from mirai_cli.errors import MiraiError
 from mirai_cli.runtime.device import autocast, resolve_precision
 
 TEACHER_PRECISIONS = ("fp32", "bf16")
 RESIZES = ("bicubic", "bicubic-antialias")
 TARGET_NORMS = ("none", "layer", "spatial")
-SPATIAL_ALPHA = 0.6  # iREPA's default for latent (SiT) training (0.8 for its pixel-space JiT runs)
+FORESIGHT = section_defaults("foresight")  # the preset's [foresight] defaults: the one place they are written
+SPATIAL_ALPHA = FORESIGHT["target_norm_alpha"]  # iREPA's 0.6 for latent (SiT) training (0.8 for pixel-space JiT)
 NORM_EPS = 1e-6  # iREPA's, added to the std
 
 
@@ -29,10 +31,10 @@ class TargetOptions:
     layer: the encoder stage/block giving the target (None: the encoder's default, see encoders.py).
     norm / norm_alpha: `normalise_targets`."""
 
-    precision: str = "fp32"
-    resize: str = "bicubic"
-    layer: int | None = None
-    norm: str = "none"
+    precision: str = FORESIGHT["teacher_precision"]
+    resize: str = FORESIGHT["encoder_resize"]
+    layer: int | None = FORESIGHT["encoder_layer"]
+    norm: str = FORESIGHT["target_norm"]
     norm_alpha: float = SPATIAL_ALPHA
 
     def __post_init__(self) -> None:

@@ -1,29 +1,29 @@
-"""Build the run's foresight teacher from the preset (the Teacher interface: foresight/teachers/base.py):
-the EMA of the generator (Mirai-E), or a frozen encoder (Mirai-I) read from the feature cache next to the
-token store or run online on the exact crops."""
+"""The preset's foresight teacher in one call, so the engine knows only the Teacher interface (base.py): the EMA
+of the generator (Mirai-E), or a frozen encoder (Mirai-I) read from the feature cache next to the token store
+or run online on the exact crops."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from mirai_cli.config import MiraiConfig
 from mirai_cli.data.store import TokenStore
-from mirai_cli.engine.ema import EMA
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.feature_cache import build_feature_cache, open_feature_cache
-from mirai_cli.foresight.teachers import FrozenEncoder, build_encoder
 from mirai_cli.foresight.teachers.base import Teacher
 from mirai_cli.foresight.teachers.ema import EMATeacher
-from mirai_cli.foresight.teachers.encoders import cache_name, encoder_input_size
+from mirai_cli.foresight.teachers.encoders import FrozenEncoder, build_encoder, cache_name, encoder_input_size
 from mirai_cli.foresight.teachers.frozen import CachedEncoderTeacher, OnlineEncoderTeacher
 from mirai_cli.foresight.teachers.store_pixels import StorePixels
 from mirai_cli.foresight.teachers.targets import TargetOptions
 from mirai_cli.runtime.distributed import DistEnv
 from mirai_cli.runtime.progress import make_progress
+
+MakeEMA = Callable[[nn.Module, float], Any]  # (model, decay) -> an EMA with .module, .decay (engine/ema.py)
 
 
 def target_options(config: MiraiConfig) -> TargetOptions:
@@ -77,19 +77,20 @@ def ensure_feature_cache(config: MiraiConfig, store: TokenStore, device: torch.d
 
 
 def build_teacher(
-    config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device, *,
-    sample_ema: Optional[EMA] = None, env: Optional[DistEnv] = None, progress: bool = True,
+    config: MiraiConfig, store: TokenStore, gpt: nn.Module, device: torch.device, *, make_ema: MakeEMA,
+    sample_ema: Any = None, env: Optional[DistEnv] = None, progress: bool = True,
 ) -> Optional[Teacher]:
     """The preset's teacher (None for foresight.source = "none"). Mirai-E reads `sample_ema` when its decay is
-    foresight.ema_decay (the engine updates and saves it), else an EMA of `gpt` of its own. Mirai-I with
-    foresight.cache_teacher: the ranks of `env` build (or check) the cache together, then read it."""
+    foresight.ema_decay, else an EMA of `gpt` of its own made by `make_ema`; either way the caller updates and
+    saves it (it is `teacher.ema`). Mirai-I with foresight.cache_teacher: the ranks of `env` build (or check)
+    the cache together, then read it."""
     fc = config.foresight
     if fc.source == "none":
         return None
     if fc.source == "ema":
         shared = sample_ema is not None and sample_ema.decay == fc.ema_decay
-        ema = sample_ema if shared else EMA(gpt, fc.ema_decay)
-        return EMATeacher(ema, fc.depth or 1, fc.level, target_options(config), owns_ema=not shared)
+        return EMATeacher(sample_ema if shared else make_ema(gpt, fc.ema_decay), fc.depth or 1, fc.level,
+                          target_options(config))
     if fc.source == "encoder":
         if not fc.cache_teacher:
             return OnlineEncoderTeacher(build_frozen_encoder(config, store, device), StorePixels(store))

@@ -265,10 +265,10 @@ def folder_row(name: str, seed: int) -> dict | None:
             **json.loads((folder / "wall.json").read_text())}
 
 
-def recorded_rows() -> dict[tuple[str, str, int], dict]:
-    """The committed records by (tokenizer, config, seed)."""
+def recorded_rows(path: Path = ROWS) -> dict[tuple[str, str, int], dict]:
+    """The committed records (of `path`) by (tokenizer, config, seed)."""
     rows = {}
-    for line in ROWS.read_text().splitlines() if ROWS.is_file() else []:
+    for line in path.read_text().splitlines() if path.is_file() else []:
         r = json.loads(line)
         rows[(r["tokenizer"], r["name"], r["seed"])] = {**r, "curve": {int(k): v for k, v in r["curve"].items()}}
     return rows
@@ -377,23 +377,21 @@ def paired_curves(base_name: str, name: str) -> tuple[list[int], list[dict], lis
 
 
 def horizon(base_name: str, name: str) -> str:
-    """Speed-up as a function of the run's length: for each evaluation step H, the steps the variant's seed-mean
-    curve needs to reach the baseline's seed-mean value at H (interpolated, bootstrap interval over seeds; a
-    lower speed-up end of 0: some resamples never reach it, as in the ablate report)."""
-    from mirai_cli.ablate.stats import mean_curve, steps_to_reach
+    """Speed-up as a function of the run's length: both rows' curves cut at each evaluation step H, then per seed
+    pair the gain at H and the steps the variant needs to reach the pair's baseline target (its value at H, or
+    its best before H if it wandered) over the baseline's own first crossing of it; t intervals over the pairs
+    (mirai_cli.ablate.stats, as the ablate report)."""
+    from mirai_cli.ablate.report import format_gain, format_paired_speedup
+    from mirai_cli.ablate.stats import mean_curve, paired_gains, paired_speedups
 
     seeds, base, var = paired_curves(base_name, name)
-    lines = [f"{name} vs {base_name}, seeds {seeds}", "", "| horizon H | baseline mean at H | variant mean at H | gain "
-             "| variant steps to baseline's H value [95% CI] | speed-up [95% CI] |", "|---|---|---|---|---|---|"]
-    for h in sorted(mean_curve(base)):
+    lines = [f"{name} vs {base_name}, seed pairs {seeds}", "", "| horizon H | baseline mean at H | paired gain at H "
+             "[95% CI] | speed-up per pair [95% CI] |", "|---|---|---|---|"]
+    for h, b in sorted(mean_curve(base).items()):
         cut = [[{k: v for k, v in c.items() if k <= h} for c in arm] for arm in (base, var)]
-        b, v = mean_curve(cut[0])[h], mean_curve(cut[1]).get(h)
-        reach = steps_to_reach(*cut)
-        fmt = (lambda x, spec: "never" if x is None else format(x, spec))
-        speed = reach.speedup(h) if reach else (None, None, None)
-        lines.append(f"| {h} | {b:.4f} | {fmt(v, '.4f')} | {fmt(v and b - v, '+.4f')} | {fmt(reach and reach.steps, '.0f')} "
-                     f"[{fmt(reach and reach.low, '.0f')}, {fmt(reach and reach.high, '.0f')}] | {fmt(speed[0], '.2f')}{'x' if speed[0] else ''} "
-                     f"[{speed[1] or 0:.2f}, {fmt(speed[2], '.2f')}] |")
+        gain = paired_gains(*cut).get(h)
+        lines.append(f"| {h} | {b:.4f} | {format_gain(gain.to_dict() if gain else None)} "
+                     f"| {format_paired_speedup(paired_speedups(*cut).to_dict())} |")
     return "\n".join(lines) + "\n"
 
 

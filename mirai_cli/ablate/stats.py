@@ -54,6 +54,21 @@ def summarize(values: Sequence[float]) -> Optional[Summary]:
     return Summary(len(xs), mean, sd, mean - half, mean + half)
 
 
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> Optional[tuple[float, float, float]]:
+    """mean(a) - mean(b) and its 95% Welch interval (unequal variances; Welch-Satterthwaite degrees of freedom,
+    rounded down: the conservative side). None unless both have 2 values or more."""
+    sa, sb = summarize(a), summarize(b)
+    if sa is None or sb is None or sa.sd is None or sb.sd is None:
+        return None
+    va, vb = sa.sd ** 2 / sa.n, sb.sd ** 2 / sb.n
+    diff = sa.mean - sb.mean
+    if va + vb == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
+    half = t_quantile_975(max(1, math.floor(df))) * math.sqrt(va + vb)
+    return diff, diff - half, diff + half
+
+
 def crossing_step(steps: Sequence[float], values: Sequence[float], target: float, lower_is_better: bool = True
                   ) -> Optional[float]:
     """The first step at which the curve reaches `target`, linearly interpolated between evaluation points.

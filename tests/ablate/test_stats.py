@@ -14,6 +14,7 @@ from mirai_cli.ablate.stats import (
     steps_to_reach,
     summarize,
     t_quantile_975,
+    welch_difference,
 )
 
 
@@ -133,3 +134,11 @@ def test_paired_gains_and_speedups_are_t_intervals_over_seed_pairs():
     assert never.summary is None and never.never == 1
     with pytest.raises(ValueError):
         paired_gains(base, var[:2])
+
+
+def test_welch_difference_of_two_means():
+    # a: mean 2, var 1 (n 3); b: mean 1, var 4 (n 3): se^2 = 1/3 + 4/3, df = (5/3)^2 / ((1/9 + 16/9) / 2) = 2.94 -> 2
+    diff, low, high = welch_difference([1.0, 2.0, 3.0], [-1.0, 1.0, 3.0])
+    assert diff == 1.0
+    assert (low, high) == pytest.approx((1 - 4.303 * math.sqrt(5 / 3), 1 + 4.303 * math.sqrt(5 / 3)))
+    assert welch_difference([1.0], [1.0, 2.0]) is None

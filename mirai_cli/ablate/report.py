@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 from mirai_cli.ablate.axes import Variant
 from mirai_cli.ablate.stats import paired_gains, paired_speedups, shared_seeds, steps_to_reach, summarize
+from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import atomic_path, write_json, write_text
 
 # Metrics in table order: canonical key, lower is better?
@@ -75,6 +76,9 @@ def arms_from_variants(variants: Sequence[Variant], results: dict[str, list[dict
 
 def arms_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The arms of a report.json (as written: JSON keys and all), for re-analysing it without the run folders."""
+    if any("evals" not in run for run in report["runs"]):
+        raise MiraiError("this report.json was written before reports kept every run's curve; rerun the same "
+                         "`mirai ablate` command (finished work is kept) to rewrite it")
     arms: dict[str, dict[str, Any]] = {}
     for run in report["runs"]:
         arm = arms.setdefault(run["group"], {"name": run["group"], "label": run["label"], "value": run["value"],

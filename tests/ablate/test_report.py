@@ -7,6 +7,7 @@ import pytest
 
 from mirai_cli.ablate.axes import Variant
 from mirai_cli.ablate.report import reanalyze, to_markdown, verdicts, write_report
+from mirai_cli.errors import MiraiError
 
 # Baseline seeds differ by 0.1 nats at the end; Mirai is 0.008-0.012 better than the baseline of its own seed.
 BASE = {0: [3.0, 2.6, 2.10], 1: [3.1, 2.7, 2.20], 2: [3.2, 2.8, 2.30]}
@@ -71,3 +72,8 @@ def test_report_json_holds_every_run_curve_and_the_report_can_be_redone_from_it(
         assert by_run[name]["evals"] == [{"step": r["step"], "values": r["values"]} for r in recs]
     # a later analysis from report.json alone (no run folders, no variants) gives the same report
     assert json.loads(json.dumps(reanalyze(saved))) == saved
+    # a report.json of an earlier version (finals only) says what to do
+    for run in saved["runs"]:
+        del run["evals"]
+    with pytest.raises(MiraiError, match="rerun the same"):
+        reanalyze(saved)

@@ -265,10 +265,10 @@ def folder_row(name: str, seed: int) -> dict | None:
             **json.loads((folder / "wall.json").read_text())}
 
 
-def recorded_rows() -> dict[tuple[str, str, int], dict]:
-    """The committed records by (tokenizer, config, seed)."""
+def recorded_rows(path: Path = ROWS) -> dict[tuple[str, str, int], dict]:
+    """The committed records (of `path`) by (tokenizer, config, seed)."""
     rows = {}
-    for line in ROWS.read_text().splitlines() if ROWS.is_file() else []:
+    for line in path.read_text().splitlines() if path.is_file() else []:
         r = json.loads(line)
         rows[(r["tokenizer"], r["name"], r["seed"])] = {**r, "curve": {int(k): v for k, v in r["curve"].items()}}
     return rows
@@ -318,23 +318,30 @@ def baseline(rows: dict[tuple[str, int], dict | None], name: str) -> dict:
 
 def table() -> str:
     """Every row, by tokenizer fit, compared with its baseline (`base`, or the one of its length/width/grid) of
-    the same fit, on the mean of the baseline's seeds and on the same seed."""
+    the same fit, on the mean of the baseline's seeds and on the same seed; then every comparison paired by seed."""
     sections = []
     for tokenizer, rows in generations().items():
         title = ("Started here, not finished" if tokenizer == "unfinished" else
                  f"Tokenizer fit `{tokenizer}`" + (" (the fit of the sessions before 2026-12-02: curves to 3 decimals, "
                                                    "final values to 4)" if tokenizer == EARLIER else ""))
         sections.append(f"## {title}\n\n" + table_of(rows))
+    import study_paired
+
+    sections.append("## Paired by seed (every row against its baseline on the same seeds and fit)\n\n"
+                    "Per-seed gain = baseline - row at the last step both have; paired gain: mean and 95% t interval "
+                    "over the seed pairs; speed-up per pair: the baseline's own first crossing of its target (final "
+                    "value, or best if its curve overfits or wanders) over the row's; `python bench/study_paired.py "
+                    "pairs`.\n\n" + study_paired.pairs(study_paired.rows_by_fit(None), "val_nll"))
     return "\n".join(sections)
 
 
 def table_of(rows: dict[tuple[str, int], dict | None]) -> str:
-    from mirai_cli.ablate.stats import crossing_step, summarize
+    from mirai_cli.ablate.stats import pair_reach, summarize
 
     bases = {b: baseline(rows, b) for b in {BASELINE_OF.get(n, "base") for n, _ in rows}}
     lines = ["| config | overrides | seed | steps | wall s | val NLL @ steps | final val NLL | gain vs base mean (base sd) "
-             "| gain vs base, same seed | best val NLL (step) | best gain vs base, same seed | steps to base final | speed-up "
-             "| reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| gain vs base, same seed | best val NLL (step) | best gain vs base, same seed | steps to base target "
+             "| speed-up | reproduce |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, seed in sorted(rows):
         base, row = bases[BASELINE_OF.get(name, "base")], rows[(name, seed)]
         if row is None:
@@ -343,18 +350,19 @@ def table_of(rows: dict[tuple[str, int], dict | None]) -> str:
             continue
         curve = row["curve"]
         final = curve[max(curve)]
-        reach = crossing_step(list(curve), list(curve.values()), base["final"]) if base["final"] else None
+        same = base["rows"].get(seed)
+        # the same-seed baseline's target (its final value, or its best if it overfits or wanders) and its own
+        # first crossing of it; without a same-seed baseline, the seed-mean curve's
+        reach = pair_reach(same["curve"] if same else base["mean"], curve) if base["mean"] else None
         delta = f"{(base['final'] - final):+.4f} ({(base['final'] - final) / base['sd']:+.1f} sd)" if base["sd"] else "-"
         points = " ".join(f"{curve[s]:.3f}" for s in sorted(curve))
-        last = max(base["mean"]) if base["mean"] else None
-        same = base["rows"].get(seed)
         paired = f"{same['curve'][max(same['curve'])] - final:+.4f}" if same else "-"
         best_step = min(curve, key=curve.get)
         best_paired = f"{min(same['curve'].values()) - curve[best_step]:+.4f}" if same else "-"
         lines.append(f"| {name} | {' '.join(CONFIGS.get(name, []))} | {seed} | {row['steps']} | {row['seconds']:.0f} "
                      f"| {points} | {final:.4f} | {delta} | {paired} | {curve[best_step]:.4f} ({best_step}) | {best_paired} "
-                     f"| {f'{reach:.0f}' if reach else 'never'} | "
-                     f"{f'{last / reach:.2f}x' if reach else '-'} "
+                     f"| {f'{reach.steps:.0f}' if reach and reach.steps else 'never'} | "
+                     f"{f'{reach.speedup:.2f}x' if reach and reach.speedup else '-'}{'' if same else ' (vs mean)'} "
                      f"| `python bench/study_sweep.py run {name} --seeds {seed}` |")
     for name, base in sorted(bases.items()):
         if base["finals"]:
@@ -377,23 +385,21 @@ def paired_curves(base_name: str, name: str) -> tuple[list[int], list[dict], lis
 
 
 def horizon(base_name: str, name: str) -> str:
-    """Speed-up as a function of the run's length: for each evaluation step H, the steps the variant's seed-mean
-    curve needs to reach the baseline's seed-mean value at H (interpolated, bootstrap interval over seeds; a
-    lower speed-up end of 0: some resamples never reach it, as in the ablate report)."""
-    from mirai_cli.ablate.stats import mean_curve, steps_to_reach
+    """Speed-up as a function of the run's length: both rows' curves cut at each evaluation step H, then per seed
+    pair the gain at H and the steps the variant needs to reach the pair's baseline target (its value at H, or
+    its best before H if it wandered) over the baseline's own first crossing of it; t intervals over the pairs
+    (mirai_cli.ablate.stats, as the ablate report)."""
+    from mirai_cli.ablate.report import format_gain, format_paired_speedup
+    from mirai_cli.ablate.stats import mean_curve, paired_gains, paired_speedups
 
     seeds, base, var = paired_curves(base_name, name)
-    lines = [f"{name} vs {base_name}, seeds {seeds}", "", "| horizon H | baseline mean at H | variant mean at H | gain "
-             "| variant steps to baseline's H value [95% CI] | speed-up [95% CI] |", "|---|---|---|---|---|---|"]
-    for h in sorted(mean_curve(base)):
+    lines = [f"{name} vs {base_name}, seed pairs {seeds}", "", "| horizon H | baseline mean at H | paired gain at H "
+             "[95% CI] | speed-up per pair [95% CI] |", "|---|---|---|---|"]
+    for h, b in sorted(mean_curve(base).items()):
         cut = [[{k: v for k, v in c.items() if k <= h} for c in arm] for arm in (base, var)]
-        b, v = mean_curve(cut[0])[h], mean_curve(cut[1]).get(h)
-        reach = steps_to_reach(*cut)
-        fmt = (lambda x, spec: "never" if x is None else format(x, spec))
-        speed = reach.speedup(h) if reach else (None, None, None)
-        lines.append(f"| {h} | {b:.4f} | {fmt(v, '.4f')} | {fmt(v and b - v, '+.4f')} | {fmt(reach and reach.steps, '.0f')} "
-                     f"[{fmt(reach and reach.low, '.0f')}, {fmt(reach and reach.high, '.0f')}] | {fmt(speed[0], '.2f')}{'x' if speed[0] else ''} "
-                     f"[{speed[1] or 0:.2f}, {fmt(speed[2], '.2f')}] |")
+        gain = paired_gains(*cut).get(h)
+        lines.append(f"| {h} | {b:.4f} | {format_gain(gain.to_dict() if gain else None)} "
+                     f"| {format_paired_speedup(paired_speedups(*cut).to_dict())} |")
     return "\n".join(lines) + "\n"
 
 

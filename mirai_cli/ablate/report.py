@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from mirai_cli.ablate.axes import Variant
-from mirai_cli.ablate.stats import steps_to_reach, summarize
+from mirai_cli.ablate.stats import paired_gains, paired_speedups, shared_seeds, steps_to_reach, summarize
+from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import atomic_path, write_json, write_text
 
 # Metrics in table order: canonical key, lower is better?
@@ -23,6 +24,7 @@ METRIC_KEYS = [key for key, _ in METRICS]
 PRIMARY = "fid"
 # Metrics with a convergence curve, "steps to reach the baseline's final value" and a speed-up.
 HEADLINE = ["fid", "val_nll"]
+LOWER_IS_BETTER = dict(METRICS)
 
 
 def _name(records: Sequence[dict[str, Any]], key: str) -> str:
@@ -56,14 +58,55 @@ def _summary(values: Sequence[Optional[float]]) -> Optional[dict[str, Any]]:
     return s.to_dict() if s else None
 
 
-def group_row(name: str, members: Sequence[Variant], results: dict[str, list[dict[str, Any]]], axis: str,
-              baseline_curves: dict[str, list[dict[int, float]]], baseline_final_step: Optional[int]) -> dict[str, Any]:
-    runs = [results[v.name] for v in members if results.get(v.name)]
-    first = members[0]
-    row: dict[str, Any] = {"variant": name, "label": first.label.split(" (seed")[0],
-                           axis: "baseline" if first.is_baseline else first.axis_value,
-                           "seeds": [v.seed for v in members if results.get(v.name)],
-                           "step": max(r[-1]["step"] for r in runs)}
+# An arm: one group of seeds. {"name", "label", "value", "baseline": bool, "runs": [{"variant", "seed", "evals"}]},
+# where "evals" is the run's evaluation records [{"step", "values": {metric: value}}]. Built from a finished study
+# or, for a later analysis, from report.json alone (its runs hold every evaluation).
+
+def arms_from_variants(variants: Sequence[Variant], results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    arms = []
+    for name, members in group_variants(variants):
+        runs = [{"variant": v.name, "seed": v.seed, "evals": [{"step": int(r["step"]), "values": dict(r["values"])}
+                                                           for r in results[v.name]]}
+                for v in members if results.get(v.name)]
+        if runs:
+            arms.append({"name": name, "label": members[0].label.split(" (seed")[0], "value": members[0].axis_value,
+                         "baseline": members[0].is_baseline, "runs": runs})
+    return arms
+
+
+def arms_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The arms of a report.json (as written: JSON keys and all), for re-analysing it without the run folders."""
+    if any("evals" not in run for run in report["runs"]):
+        raise MiraiError("this report.json was written before reports kept every run's curve; rerun the same "
+                         "`mirai ablate` command (finished work is kept) to rewrite it")
+    arms: dict[str, dict[str, Any]] = {}
+    for run in report["runs"]:
+        arm = arms.setdefault(run["group"], {"name": run["group"], "label": run["label"], "value": run["value"],
+                                             "baseline": run["baseline"], "runs": []})
+        arm["runs"].append({"variant": run["variant"], "seed": run["seed"], "evals": run["evals"]})
+    return sorted(arms.values(), key=lambda a: not a["baseline"])
+
+
+def paired_block(base_runs: dict[int, list[dict[str, Any]]], runs: Sequence[dict[str, Any]], key: str
+                 ) -> dict[str, Any]:
+    """A variant against the baseline runs of the same seeds: per-step paired gains, the final one, per-pair
+    speed-ups."""
+    seeds = [r["seed"] for r in runs if r["seed"] in base_runs]
+    base = [curve(base_runs[s], key) for s in seeds]
+    var = [curve(r["evals"], key) for r in runs if r["seed"] in base_runs]
+    gains = paired_gains(base, var, LOWER_IS_BETTER[key])
+    final = max(gains) if gains else None
+    return {"seeds": seeds, "gain_by_step": {s: g.to_dict() for s, g in gains.items()}, "final_step": final,
+            "final_gain": gains[final].to_dict() if final is not None else None,
+            "speedup": paired_speedups(base, var, LOWER_IS_BETTER[key]).to_dict()}
+
+
+def arm_row(arm: dict[str, Any], axis: str, baseline_curves: dict[str, list[dict[int, float]]],
+            base_runs: Optional[dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    runs = [r["evals"] for r in arm["runs"]]
+    row: dict[str, Any] = {"variant": arm["name"], "label": arm["label"],
+                           axis: "baseline" if arm["baseline"] else arm["value"],
+                           "seeds": [r["seed"] for r in arm["runs"]], "step": max(r[-1]["step"] for r in runs)}
     for key, _ in METRICS:
         row[key] = _summary([r[-1]["values"].get(key) for r in runs])
     for key in HEADLINE:
@@ -73,33 +116,49 @@ def group_row(name: str, members: Sequence[Variant], results: dict[str, list[dic
             s = summarize([c[step] for c in curves if step in c])
             by_step[step] = s.to_dict() if s else None
         row[f"{key}_by_step"] = by_step
-        reach = steps_to_reach(baseline_curves[key], curves) if baseline_curves.get(key) else None
+        reach = steps_to_reach(baseline_curves[key], curves, LOWER_IS_BETTER[key]) if baseline_curves.get(key) else None
         row[f"{key}_reach"] = reach.to_dict() if reach else None
-        speed = reach.speedup(baseline_final_step) if reach and baseline_final_step else (None, None, None)
-        row[f"{key}_speedup"] = {"value": speed[0], "ci95": [speed[1], speed[2]]}
+        row[f"{key}_speedup"] = reach.speedup_dict() if reach else {"value": None, "ci95": [None, None]}
+        row[f"{key}_paired"] = (paired_block(base_runs, arm["runs"], key)
+                                if base_runs is not None and any(curves) else None)
     return row
 
 
 def build_rows(variants: Sequence[Variant], results: dict[str, list[dict[str, Any]]], axis: str) -> dict[str, Any]:
-    """Plain data of the report (what report.json holds): one row per group of seeds, one per run."""
-    groups = group_variants(variants)
-    baseline_runs = [results[v.name] for v in groups[0][1] if results.get(v.name)] if groups else []
-    baseline_curves = {key: [curve(r, key) for r in baseline_runs] for key in HEADLINE}
-    final_step = max((r[-1]["step"] for r in baseline_runs), default=None)
-    rows = [group_row(name, members, results, axis, baseline_curves, final_step)
-            for name, members in groups if any(results.get(v.name) for v in members)]
-    runs = [{"variant": v.name, "seed": v.seed, "step": results[v.name][-1]["step"],
-             **{key: results[v.name][-1]["values"].get(key) for key in METRIC_KEYS}}
-            for v in variants if results.get(v.name)]
+    """Plain data of the report (what report.json holds): one row per group of seeds, one per run (with its
+    every evaluation, so that `reanalyze` can redo the report from report.json alone)."""
     all_records = [r for recs in results.values() for r in recs]
-    base = rows[0] if rows and rows[0][axis] == "baseline" else None
+    return build_report(arms_from_variants(variants, results), axis,
+                        {key: _name(all_records, key) for key in METRIC_KEYS},
+                        next((r.get("extractor") for r in all_records if r.get("extractor")), None))
+
+
+def reanalyze(report: dict[str, Any]) -> dict[str, Any]:
+    """The report recomputed from a report.json's runs (e.g. with newer statistics), without the run folders."""
+    return build_report(arms_from_report(report), report["axis"], report["names"], report["extractor"])
+
+
+def build_report(arms: Sequence[dict[str, Any]], axis: str, names: dict[str, str], extractor: Optional[str]
+                 ) -> dict[str, Any]:
+    base_arm = arms[0] if arms and arms[0]["baseline"] else None
+    baseline_runs = [r["evals"] for r in base_arm["runs"]] if base_arm else []
+    baseline_curves = {key: [curve(r, key) for r in baseline_runs] for key in HEADLINE}
+    base_seeds = [r["seed"] for r in base_arm["runs"]] if base_arm else []
+    paired = base_arm is not None and all(shared_seeds(base_seeds, [r["seed"] for r in a["runs"]]) for a in arms)
+    base_by_seed = {r["seed"]: r["evals"] for r in base_arm["runs"]} if paired and base_arm else None
+    rows = [arm_row(arm, axis, baseline_curves, base_by_seed) for arm in arms]
+    runs = [{"variant": run["variant"], "group": arm["name"], "label": arm["label"], "value": arm["value"],
+             "baseline": arm["baseline"], "seed": run["seed"], "step": run["evals"][-1]["step"],
+             **{key: run["evals"][-1]["values"].get(key) for key in METRIC_KEYS}, "evals": run["evals"]}
+            for arm in arms for run in arm["runs"]]
+    base = rows[0] if base_arm else None
     return {
-        "axis": axis, "primary": PRIMARY, "primary_name": _name(all_records, PRIMARY),
-        "names": {key: _name(all_records, key) for key in METRIC_KEYS},
-        "steps": sorted({r["step"] for r in all_records}), "baseline_final_step": final_step,
+        "axis": axis, "primary": PRIMARY, "primary_name": names.get(PRIMARY, PRIMARY), "names": names,
+        "steps": sorted({e["step"] for arm in arms for run in arm["runs"] for e in run["evals"]}),
+        "baseline_final_step": max((r[-1]["step"] for r in baseline_runs), default=None),
+        "paired": paired,
         "baseline": {key: base[key] for key in HEADLINE} if base else None,
-        "rows": rows, "runs": runs,
-        "extractor": next((r.get("extractor") for r in all_records if r.get("extractor")), None),
+        "rows": rows, "runs": runs, "extractor": extractor,
     }
 
 
@@ -125,19 +184,52 @@ def _mean_sd(summary: Optional[dict[str, Any]]) -> str:
     return _fmt(summary["mean"]) + (f" ± {_fmt(summary['sd'])}" if summary["sd"] is not None else "")
 
 
-def _reach(row: dict[str, Any], key: str) -> tuple[str, str]:
+def _kind(target: dict[str, Any]) -> str:
+    return "final" if target["kind"] == "final" else f"best @{target['best_step']} ({target['kind']})"
+
+
+def _reach(row: dict[str, Any], key: str) -> tuple[str, str, str]:
     reach, speed = row[f"{key}_reach"], row[f"{key}_speedup"]
     if not reach:
-        return "-", "-"
+        return "-", "-", "-"
     steps = _fmt(reach["steps"]) if reach["steps"] is not None else "never"
     up = (_fmt(speed["value"]) + "x") if speed["value"] else "-"
     low, high = speed["ci95"]
-    return (f"{steps} {_interval(*reach['ci95'])}",
+    return (_kind(reach["target"]), f"{steps} {_interval(*reach['ci95'])}",
             f"{up} [{_fmt(low) if low else '0'}, {_fmt(high) if high else '-'}]")
 
 
+def format_gain(summary: Optional[dict[str, Any]]) -> str:
+    """A paired gain's mean and 95% t interval, signed: "+0.013 [+0.003, +0.023]"."""
+    if not summary:
+        return "-"
+    low, high = summary["ci95"]
+    return f"{summary['mean']:+.3g}" + (f" [{low:+.3g}, {high:+.3g}]" if low is not None else " (1 pair)")
+
+
+def format_paired_speedup(speedup: dict[str, Any]) -> str:
+    """A PairedSpeedup's mean and 95% t interval, "1.15x [0.96, 1.34]", or how many pairs never reached."""
+    summary, n = speedup["summary"], len(speedup["pairs"])
+    if summary is None:
+        return f"never in {speedup['never']} of {n} pairs" if speedup["never"] else "-"
+    low, high = summary["ci95"]
+    return f"{summary['mean']:.3g}x" + (f" [{low:.3g}, {high:.3g}]" if low is not None else " (1 pair)")
+
+
+def _paired(row: dict[str, Any], key: str) -> tuple[str, str, str, str]:
+    block = row[f"{key}_paired"]
+    if not block:
+        return "-", "-", "-", "-"
+    pairs = block["speedup"]["pairs"]
+    kinds = [_kind(p["target"]) for p in pairs]
+    targets = kinds[0] if len(set(kinds)) == 1 else ", ".join(kinds)
+    steps = " / ".join(_fmt(p["steps"]) if p["steps"] is not None else "never" for p in pairs)
+    return format_gain(block["final_gain"]), targets, steps, format_paired_speedup(block["speedup"])
+
+
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """One row per variant (seeds pooled): mean ± sd, 95% t interval, curve means, steps to baseline."""
+    """One row per variant (seeds pooled): mean ± sd, 95% t interval, curve means, then the comparison with the
+    baseline: paired by seed when the arms share seeds, else on the seed means."""
     axis, names = report["axis"], report["names"]
     steps = report["steps"]
     header = ["variant", axis, "seeds", "step"]
@@ -146,7 +238,12 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header += [names[k] for k in METRIC_KEYS if k not in HEADLINE]
     header += [f"{report['primary_name']} @{s}" for s in steps]
     for key in HEADLINE:
-        header += [f"steps to baseline {names[key]} [95% CI]", f"speed-up {names[key]} [95% CI]"]
+        if report["paired"]:
+            header += [f"paired gain {names[key]} [95% CI]", f"target {names[key]}",
+                       f"steps to target {names[key]} (per pair)", f"speed-up {names[key]} per pair [95% CI]"]
+        else:
+            header += [f"target {names[key]}", f"steps to baseline {names[key]} [95% CI]",
+                       f"speed-up {names[key]} [95% CI]"]
     body = []
     for row in report["rows"]:
         line = [row["variant"], _fmt(row[axis]), str(len(row["seeds"])), _fmt(row["step"])]
@@ -157,7 +254,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         by_step = row[f"{PRIMARY}_by_step"]
         line += [_fmt(by_step[s]["mean"]) if by_step.get(s) else "-" for s in steps]
         for key in HEADLINE:
-            line += list(_reach(row, key))
+            line += list(_paired(row, key) if report["paired"] else _reach(row, key))
         body.append(line)
     return header, body
 
@@ -169,21 +266,70 @@ def run_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def paired_verdict(row: dict[str, Any], key: str, name: str) -> Optional[str]:
+    """The variant's paired final gain in words: does its 95% t interval exclude 0, and on which side?"""
+    block = row[f"{key}_paired"]
+    if not block or not block["final_gain"]:
+        return None
+    gain = block["final_gain"]
+    low, high = gain["ci95"]
+    if low is None:
+        reading = "one seed pair: no interval"
+    elif low > 0:
+        reading = "the interval excludes 0: better"
+    elif high < 0:
+        reading = "the interval excludes 0: worse"
+    else:
+        reading = "the interval includes 0: no difference shown"
+    return (f"- {row['variant']}, {name}: paired gain at step {block['final_step']} (baseline - variant, same seed, "
+            f"n={gain['n']}) {format_gain(gain)}: {reading}; speed-up per pair {format_paired_speedup(block['speedup'])}")
+
+
+def unpaired_verdict(row: dict[str, Any], key: str, name: str, base: dict[str, Any]) -> Optional[str]:
+    """The final difference in baseline sd, and the speed-up of the seed-mean curves."""
+    b, v = base.get(key), row[key]
+    if not b or not v or b["sd"] in (None, 0):
+        return None
+    sign = 1.0 if LOWER_IS_BETTER[key] else -1.0
+    gain = sign * (b["mean"] - v["mean"]) / b["sd"]
+    speed = row[f"{key}_speedup"]["value"]
+    return (f"- {row['variant']}, {name}: final {_fmt(v['mean'])} vs baseline {_fmt(b['mean'])} ± {_fmt(b['sd'])} "
+            f"(sd, n={b['n']}): {gain:+.2f} baseline sd ({'better' if gain > 0 else 'worse'}); speed-up "
+            f"{_fmt(speed) + 'x' if speed else 'none'}")
+
+
 def verdicts(report: dict[str, Any]) -> list[str]:
-    """Per variant and headline metric: the final difference in baseline sd and the speed-up, in words."""
+    """Per variant and headline metric, in words: the paired interval when the arms share seeds, else the
+    difference of the seed means in baseline sd."""
     base = report.get("baseline") or {}
     lines = []
     for row in report["rows"][1:]:
         for key in HEADLINE:
-            b, v = base.get(key), row[key]
-            if not b or not v or b["sd"] in (None, 0):
-                continue
-            gain = (b["mean"] - v["mean"]) / b["sd"]
-            speed = row[f"{key}_speedup"]["value"]
-            lines.append(f"- {row['variant']}, {report['names'][key]}: final {_fmt(v['mean'])} vs baseline "
-                         f"{_fmt(b['mean'])} ± {_fmt(b['sd'])} (sd, n={b['n']}): {gain:+.2f} baseline sd "
-                         f"({'better' if gain > 0 else 'worse'}); speed-up {_fmt(speed) + 'x' if speed else 'none'}")
+            name = report["names"][key]
+            line = paired_verdict(row, key, name) if report["paired"] else unpaired_verdict(row, key, name, base)
+            if line:
+                lines.append(line)
     return lines
+
+
+PAIRED_NOTE = (
+    "Paired design: every variant shares the baseline's seeds, and a seed fixes both arms' initialisation, data "
+    "order and dropout, so each variant is compared with the baseline run of its own seed. Paired gain: baseline "
+    "- variant per seed (variant - baseline for higher-is-better metrics; positive is better) at the last "
+    "evaluation, mean and 95% t interval over the pairs (n - 1 degrees of freedom). Speed-up per pair: the "
+    "steps at which the baseline run first reaches its target (linear between evaluation points) over the steps "
+    "at which the variant run first reaches the same value, so the baseline's speed-up over itself is 1 by "
+    "construction; mean and 95% t interval over pairs (none when a pair never reaches its target). Target: the "
+    "baseline run's final value when its curve is monotone ('final'), else its best value ('best @step': "
+    "'overfits' when the curve only gets worse after it, 'wanders' when it goes up and down).")
+UNPAIRED_NOTE = (
+    "The arms do not share seeds: unpaired statistics. Intervals: 95% t interval of the seed mean; steps to "
+    "baseline: the variant's seed-mean curve reaches the target of the baseline's seed-mean curve (its final "
+    "value when monotone, else its best: 'best @step (overfits|wanders)'), linear between evaluation points; "
+    "speed-up: the baseline's own first crossing of the target over the variant's. Their intervals: 95% "
+    "percentile bootstrap over seeds resampled in each arm ('never': not reached within the run in over 2.5% of "
+    "resamples); with 3 seeds per arm a percentile bootstrap has no small-sample correction and is too narrow, "
+    "so read it as a rough range.")
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -195,9 +341,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", "Runs:", ""] + _markdown_table(*run_rows(report))
     lines += ["", f"Axis `{report['axis']}`; sample metrics from {report['extractor']} features; lower "
               f"{report['primary_name']} and validation NLL (nats per token on held-out images) are better. "
-              "Intervals: 95% t interval of the seed mean; steps to baseline: the variant's seed-mean curve "
-              "reaches the baseline's seed-mean final value (linear between evaluation points), with a 95% "
-              "bootstrap interval over seeds ('never': not reached within the run in over 2.5% of resamples)."]
+              "Mean ± sd and 95% CI: over the seeds of each arm (t interval of the seed mean). "
+              + (PAIRED_NOTE if report["paired"] else UNPAIRED_NOTE)]
     lines += verdicts(report)
     if report["extractor"] and report["extractor"] != "inception-v3-compat":
         lines.append("Numbers from a non-Inception extractor are not comparable with published FID.")

@@ -162,8 +162,11 @@ def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, se
     record: dict[str, Any] = {}
     t0 = time.perf_counter()
     if val_store is not None:
-        model, _, _ = load_gpt_checkpoint(folder, weights=config.sample.weights)
-        values["val_nll"] = validation_nll(model, val_store)
+        from mirai_cli.runtime.device import resolve_device
+
+        device = resolve_device("auto")  # where the run trained: a GPT-B's validation pass is minutes on a CPU
+        model, _, _ = load_gpt_checkpoint(folder, weights=config.sample.weights, device=device)
+        values["val_nll"] = validation_nll(model, val_store, device=device)
         names["val_nll"] = "val NLL"
         record["val_s"] = time.perf_counter() - t0
     if config.ablate.eval_samples_per_class > 0:

@@ -269,3 +269,16 @@ class GPT(nn.Module):
         """Feed cell codes tokens [B, 1] at position input_pos [1] (= cell index + 1); logits [B, V]. filled
         (= input_pos + 1): attend only to the written slots (see forward_cached)."""
         return self.forward_cached(self.tok_embeddings(tokens), input_pos, filled)[:, -1]
+
+
+EMBEDDING_PARAMETERS = ("cls_embedding.", "tok_embeddings.", "output.")  # the vocabulary- and class-sized tables
+
+
+def parameter_counts(cfg: GPTConfig) -> dict[str, int]:
+    """Total and non-embedding parameter counts of the GPT a config builds (token and class embeddings and the
+    output head excluded: the usual measure of a transformer's size). Built on the meta device: no memory."""
+    with torch.device("meta"):
+        model = GPT(cfg)
+    total = sum(p.numel() for p in model.parameters())
+    embedding = sum(p.numel() for name, p in model.named_parameters() if name.startswith(EMBEDDING_PARAMETERS))
+    return {"total": total, "non_embedding": total - embedding}

@@ -37,15 +37,19 @@ def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny
     md = (study.root / "report.md").read_text()
     for column in ["variant", "source", "seeds", "FD-effnet-lite0 mean ± sd", "FD-effnet-lite0 95% CI",
                    "val NLL mean ± sd", "val NLL 95% CI", "IS-effnet-lite0", "KD-effnet-lite0", "Precision",
-                   "Recall", "@2", "@4", "steps to baseline FD-effnet-lite0 [95% CI]",
-                   "speed-up FD-effnet-lite0 [95% CI]", "steps to baseline val NLL [95% CI]",
-                   "speed-up val NLL [95% CI]", "Runs:"]:
+                   "Recall", "@2", "@4", "paired gain FD-effnet-lite0 [95% CI]",
+                   "speed-up FD-effnet-lite0 per pair [95% CI]", "paired gain val NLL [95% CI]",
+                   "speed-up val NLL per pair [95% CI]", "Runs:"]:
         assert column in md, (column, md)
     csv_header = (study.root / "report.csv").read_text().splitlines()[0]
-    assert "steps to baseline val NLL [95% CI]" in csv_header
+    assert "speed-up val NLL per pair [95% CI]" in csv_header
     data = json.loads((study.root / "report.json").read_text())
     assert [row["variant"] for row in data["rows"]] == ["baseline", "source-ema"]
     assert {run["variant"] for run in data["runs"]} == {"baseline", "baseline-s1", "source-ema"}
+    assert data["paired"] is True  # source-ema's seed 0 has a baseline run on seed 0
+    for run in data["runs"]:  # every evaluation of every run, every metric: a later analysis needs no run folder
+        assert [e["step"] for e in run["evals"]] == [2, 4]
+        assert {"fid", "val_nll", "precision"} <= set(run["evals"][0]["values"])
     base = report["rows"][0]
     assert base["seeds"] == [0, 1] and base["fid"]["n"] == 2 and base["fid"]["sd"] is not None
     assert base["fid"]["ci95"][0] <= base["fid"]["mean"] <= base["fid"]["ci95"][1]

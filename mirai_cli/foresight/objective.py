@@ -22,8 +22,7 @@ class ForesightObjective(nn.Module):
     student: the GPT feature in sequence positions (after block `depth`, or the final normed hidden state).
     teacher: EMA features in sequence positions ([B, N, Dt]) or encoder features in cells ([B, h*w, Dt]),
     matching the `teacher_space` the pairs were built for. Works for any GPT width and teacher width.
-    The heads' first layers run once, fused, on the student positions some head uses; each head's rest runs
-    on its own positions only (dropped border pairs cost nothing).
+    Each head's whole MLP runs on its own positions only (dropped border pairs cost nothing).
     """
 
     def __init__(self, heads: Sequence[HeadPairs], student_dim: int, teacher_dim: int, hidden_dim: int = 2048) -> None:

@@ -2,11 +2,13 @@
 Linear(d, hidden) - SiLU - Linear(hidden, hidden) - SiLU - Linear(hidden, teacher_dim), no norm on the
 student side, every weight N(0, 0.02) and every bias zero (the paper's code).
 
-`FusedProjectors` computes the K heads at once: the heads read the same student features, so their first
-layers are one Linear(d, K*hidden) (one matmul instead of K), applied once to the positions some head uses;
-each head's rest then runs on its own positions. Mathematically K independent `Projector`s; checkpoints
-with per-head keys (`projectors.<k>.net.<j>.*`, ours before the fusion, or `projectors.<k>.<j>.*`, the
-paper's code) are converted on load.
+`FusedProjectors` holds the K heads' first layers as one Linear(d, K*hidden) (one parameter, the checkpoint
+layout) and runs each head on its own positions only: head k selects its rows of the student features first,
+then applies its slice of the first layer and its rest. No head computes, copies or back-propagates another
+head's hidden units (running the fused layer on every position and selecting afterwards made the Mirai-E step
+slower than the paper code's: each head's backward zero-filled and scattered into all K heads' hidden units).
+Mathematically K independent `Projector`s; checkpoints with per-head keys (`projectors.<k>.net.<j>.*`, ours
+before the fusion, or `projectors.<k>.<j>.*`, the paper's code) are converted on load.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class Projector(nn.Module):
 
 
 class FusedProjectors(nn.Module):
-    """K projector heads with one fused first layer. forward(x [B, U, d], rows) -> K predictions, head k's
-    [B, len(rows[k]), teacher_dim] at the positions rows[k] of x."""
+    """K projector heads whose first layers are stored as one. forward(x [B, U, d], rows) -> K predictions,
+    head k's [B, len(rows[k]), teacher_dim] at the positions rows[k] of x."""
 
     def __init__(self, num_heads: int, student_dim: int, teacher_dim: int, hidden_dim: int = 2048) -> None:
         super().__init__()
@@ -65,9 +67,8 @@ class FusedProjectors(nn.Module):
         return self.num_heads
 
     def forward(self, x: torch.Tensor, rows: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        z = F.silu(self.first(x))  # every head's first layer in one matmul
-        h = self.hidden_dim
-        return [rest(z.index_select(1, r)[..., k * h:(k + 1) * h]) for k, (rest, r) in enumerate(zip(self.rest, rows))]
+        # Select first (d wide), then project: each head's hidden units are made for its own rows only.
+        return [self.head(k, x.index_select(1, r)) for k, r in enumerate(rows)]
 
     def head(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Head k alone on x [..., d] (what a per-head Projector k computes)."""

@@ -56,6 +56,51 @@ def test_only_used_positions_are_projected():
     objective = ForesightObjective(pairs, 8, 4, 16)
     assert objective.student_used.tolist() == [1, 2, 5, 6]
     seen = []
-    objective.projectors.first.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    objective.projectors.rest[0][0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
     objective(torch.randn(3, 16, 8), torch.randn(3, 16, 4), [1.0])
-    assert seen == [(3, 4, 8)]
+    assert seen == [(3, 4, 16)]
+
+
+def test_each_head_computes_only_its_own_hidden_units():
+    """The matmuls of a step are exactly K per-head MLPs on their own pairs: no head's first layer runs on
+    another head's positions (the fused layer on every used position cost 48 row-heads here, not 40)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    b, d, dt, hidden = 2, 8, 4, 16
+    pairs = aligned_pairs((4, 4), "2d", 3, teacher_space="sequence")  # 16, 12 and 12 pairs
+    objective = ForesightObjective(pairs, d, dt, hidden)
+    student = torch.randn(b, 16, d, requires_grad=True)
+    with FlopCounterMode(display=False) as forward:
+        losses = objective(student, torch.randn(b, 16, dt), [1.0, 1.0, 1.0])
+    per_row = 2 * (d * hidden + hidden * hidden + hidden * dt)
+    assert forward.get_total_flops() == b * sum(len(p) for p in pairs) * per_row
+    with FlopCounterMode(display=False) as backward:
+        losses["foresight"].backward()
+    assert backward.get_total_flops() <= 2 * forward.get_total_flops()
+
+
+def test_fused_heads_match_per_head_mlps_in_value_and_gradient():
+    torch.manual_seed(2)
+    grid, d, dt, hidden = (4, 4), 24, 12, 32
+    pairs = aligned_pairs(grid, "2d", 3, teacher_space="sequence")
+    heads = [Projector(d, dt, hidden) for _ in pairs]
+    for h in heads:
+        for layer in h.net:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.bias, std=0.1)
+    objective = ForesightObjective(pairs, d, dt, hidden)
+    objective.load_state_dict(per_head_state(heads), strict=True)
+    student, teacher = torch.randn(2, 16, d), torch.randn(2, 16, dt)
+    fused_in = student.clone().requires_grad_(True)
+    fused = objective(fused_in, teacher, [2.0, 1.0, 0.5])
+    fused["foresight"].backward()
+    ref_in = student.clone().requires_grad_(True)
+    ref = sum(lam * negative_cosine(h(ref_in.index_select(1, p.student_index)), teacher.index_select(1, p.teacher_index))
+              for lam, h, p in zip([2.0, 1.0, 0.5], heads, pairs))
+    ref.backward()
+    assert torch.allclose(fused["foresight"], ref, atol=1e-6)
+    assert torch.allclose(fused_in.grad, ref_in.grad, atol=1e-6)
+    first = objective.projectors.first.weight.grad
+    assert torch.allclose(first, torch.cat([h.net[0].weight.grad for h in heads]), atol=1e-6)
+    for k, h in enumerate(heads):
+        assert torch.allclose(objective.projectors.rest[k][0].weight.grad, h.net[2].weight.grad, atol=1e-6)

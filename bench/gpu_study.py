@@ -80,17 +80,17 @@ def prune_teacher_weights(overrides: list[str], path: Path) -> None:
 
     from mirai_cli.config import load_config
     from mirai_cli.data.store import TokenStore
-    from mirai_cli.engine.teacher_source import build_frozen_encoder
-    from mirai_cli.foresight.teachers.encoders import ENCODERS
+    from mirai_cli.foresight.teachers.build import build_frozen_encoder
+    from mirai_cli.foresight.teachers.encoders import ENCODER_SPECS
     from mirai_cli.foresight.teachers.weights import (
         lukemelas_to_timm_efficientnet,
-        package_weights,
+        packaged_effnet_weights,
         read_state_dict,
     )
 
-    spec = ENCODERS["efficientnet-lite1"]
+    spec = ENCODER_SPECS["efficientnet-lite1"]
     model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
-    state = lukemelas_to_timm_efficientnet(read_state_dict(package_weights(*spec.package, spec.name), spec.name), model)
+    state = lukemelas_to_timm_efficientnet(read_state_dict(packaged_effnet_weights(spec.name), spec.name), model)
     last = int({int(i["reduction"]): i for i in model.feature_info}[8]["module"].split(".")[1])
     keep = ("conv_stem.", "bn1.") + tuple(f"blocks.{s}." for s in range(last + 1))
     pruned = {k: v if k.startswith(keep) else torch.zeros_like(v) for k, v in state.items()

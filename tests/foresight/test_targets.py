@@ -99,11 +99,14 @@ def test_encoder_output_is_normalised_and_cache_names_differ():
 
 def test_schema_validates_layer_and_norm_in_one_line():
     base = ["mirai-i", "tiny"]  # the checks apply where the teacher is used (foresight.source = "encoder")
-    ok = load_config(base, ["foresight.encoder_layer=16", "foresight.target_norm=\"spatial\""])
-    assert ok.foresight.encoder_layer == 16 and ok.foresight.encoder_resolution == 128  # tiny: 8x8 at 128 px
+    # tiny's teacher is the stride-8 stage at 64 px (an 8x8 map on the 8x8 token grid)
+    ok = load_config(base, ["foresight.target_norm=\"spatial\""])
+    assert ok.foresight.encoder_layer == 8 and ok.foresight.encoder_resolution == 64
+    stride16 = load_config(base, ["foresight.encoder_layer=16", "foresight.encoder_resolution=128"])
+    assert stride16.foresight.encoder_layer == 16
     bad = {
         "foresight.encoder_layer=12": "takes a stage stride",
-        "foresight.encoder_layer=8": "encoder_resolution = 128 gives efficientnet-lite1's stride-8 stage a 16x16 map",
+        "foresight.encoder_layer=16": "encoder_resolution = 64 gives efficientnet-lite1's stride-16 stage a 4x4 map",
         "foresight.target_norm=\"batch\"": "target_norm",
         "foresight.target_norm_alpha=2.0": "target_norm_alpha",
     }
@@ -111,7 +114,7 @@ def test_schema_validates_layer_and_norm_in_one_line():
         with pytest.raises(ConfigError, match=message) as info:
             load_config(base, [override])
         assert "\n" not in str(info.value)
-    load_config(["tiny"], ["foresight.encoder_layer=8"])  # a baseline does not check a teacher it never uses
+    load_config(["tiny"], ["foresight.encoder_layer=16"])  # a baseline does not check a teacher it never uses
     with pytest.raises(ConfigError, match="no layer choice"):
         load_config(base, ["foresight.encoder=\"tokenizer\"", "foresight.encoder_layer=1"])
     with pytest.raises(ConfigError, match=r"block \(1..24\)"):

@@ -36,20 +36,33 @@ def checkpoint_blocks(gpt: nn.Module) -> None:
         block.forward = lambda *a, _f=plain, **k: checkpoint(_f, *a, use_reentrant=False, **k)
 
 
-def fully_shard_models(step_module: nn.Module, others: Sequence[nn.Module], env: DistEnv, precision: str) -> None:
+def mixed_precision(precision: str) -> Any:
+    """FSDP2's policy for modules that compute in `precision`: bf16 all-gathers bf16 weights and reduces
+    gradients in fp32. Forward inputs are never cast: the fp32 RoPE table handed to every block and the fp32
+    teacher targets handed to the step must stay fp32 (the default cast would round them to bf16)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if precision == "bf16":
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
+    return MixedPrecisionPolicy(cast_forward_inputs=False)
+
+
+def fully_shard_models(step_module: nn.Module, others: Sequence[nn.Module], env: DistEnv, precision: str,
+                       others_precision: str = "fp32") -> None:
     """FSDP2 over every process: each GPT block is one unit, the rest of the student (embeddings, head,
-    foresight heads) the root. The EMA copies are sharded the same way, so their update is shard by shard."""
+    foresight heads) the root. The EMA copies (`others`) are sharded the same way, so their update is shard by
+    shard, with weights gathered in `others_precision` (the Mirai-E teacher's: fp32 unless it runs in bf16)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(env.device.type, (env.world_size,))
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \
-        else MixedPrecisionPolicy()
-    for gpt in [step_module.gpt, *others]:  # type: ignore[list-item]
-        for block in gpt.layers:
-            fully_shard(block, mesh=mesh, mp_policy=policy)
+    policy, others_policy = mixed_precision(precision), mixed_precision(others_precision)
+    for block in step_module.gpt.layers:  # type: ignore[union-attr]
+        fully_shard(block, mesh=mesh, mp_policy=policy)
     for other in others:
-        fully_shard(other, mesh=mesh, mp_policy=policy)
+        for block in other.layers:  # type: ignore[union-attr]
+            fully_shard(block, mesh=mesh, mp_policy=others_policy)
+        fully_shard(other, mesh=mesh, mp_policy=others_policy)
         other._get_fsdp_state()._lazy_init()  # type: ignore[operator]  # its own root: it never runs forward()
     fully_shard(step_module, mesh=mesh, mp_policy=policy)
 
@@ -60,15 +73,17 @@ def strategy(env: DistEnv, parallel: str) -> str:
 
 
 def parallelize(step_module: nn.Module, others: Sequence[nn.Module], env: DistEnv, parallel: str,
-                precision: str, compile: bool, activation_checkpointing: bool) -> nn.Module:
-    """The module the step calls: `step_module` itself (one process, FSDP) or its DDP wrapper."""
+                precision: str, compile: bool, activation_checkpointing: bool, others_precision: str = "fp32"
+                ) -> nn.Module:
+    """The module the step calls: `step_module` itself (one process, FSDP) or its DDP wrapper. `others` (the
+    EMA copies) are sharded too under FSDP, in `others_precision`."""
     if activation_checkpointing:
         checkpoint_blocks(step_module.gpt)  # type: ignore[arg-type]
     if strategy(env, parallel) == "fsdp":
         if compile:
             for block in step_module.gpt.layers:  # type: ignore[union-attr]
                 block.compile()
-        fully_shard_models(step_module, others, env, precision)
+        fully_shard_models(step_module, others, env, precision, others_precision)
         return step_module
     model: nn.Module = torch.compile(step_module) if compile else step_module  # type: ignore[assignment]
     if env.distributed:

@@ -197,8 +197,10 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
     teacher, objective, emas = build_foresight(config, store, gpt, env, progress)
     teacher_ema = teacher.ema if teacher is not None else None
     step_module = TrainStep(gpt, objective, depth=fc.depth or gpt_cfg.layers, level=fc.level)
+    # The EMA copies hold fp32 weights; the Mirai-E teacher among them computes in foresight.teacher_precision.
+    ema_precision = precision if fc.teacher_precision == "bf16" else "fp32"
     model = parallelize(step_module, [e.module for e in emas.values()], env, tc.parallel, precision, tc.compile,
-                        tc.activation_checkpointing)
+                        tc.activation_checkpointing, others_precision=ema_precision)
     meta = {"gpt_config": gpt_cfg.to_dict(), "preset": config.name, "tokenizer": tokenizer_record(store),
             "store": str(store.path), "grid": list(store.grid), "total_steps": total_steps,
             "foresight": {"source": fc.source, "level": fc.level, "depth": fc.depth, "k": fc.k}}

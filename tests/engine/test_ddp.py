@@ -25,7 +25,7 @@ def test_two_processes_match_one(tiny_store, tmp_path):
     for item in tiny_overrides(tiny_store, tmp_path / "two", **NO_DROPOUT):
         sets += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "mirai_cli", "train", "--preset", "mirai-e", "--preset", "tiny", "--quiet", *sets]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

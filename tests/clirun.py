@@ -19,6 +19,18 @@ def mirai(*args: object, cwd: Path | None = None, timeout: float = 900, env: dic
                           capture_output=True, text=True, timeout=timeout, input=input, preexec_fn=preexec_fn)
 
 
+def torchrun_script(script: Path, *args: object, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N script args` on CPU processes (gloo); --standalone picks a free
+    port (a fixed one can be taken under load). The script can import this folder's helpers. Asserts exit 0."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "CUDA_VISIBLE_DEVICES": "",
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(nproc), str(script), *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
 def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -35,3 +35,23 @@ def tiny_overrides(store_info: dict, run_dir, **extra) -> list[str]:
         text = str(value).lower() if isinstance(value, bool) else (f'"{value}"' if isinstance(value, str) else str(value))
         out.append(f"{key}={text}")
     return out
+
+
+def write_store_info(store_info: dict, path) -> str:
+    """The tiny_store fixture's dict as JSON, for a script run under torchrun (read_store_info reads it)."""
+    import json
+
+    with open(path, "w") as f:
+        json.dump({k: str(v) if k in PATH_KEYS else v for k, v in store_info.items()}, f)
+    return str(path)
+
+
+def read_store_info(path) -> dict:
+    import json
+    from pathlib import Path
+
+    with open(path) as f:
+        return {k: Path(v) if k in PATH_KEYS else v for k, v in json.load(f).items()}
+
+
+PATH_KEYS = ("root", "npz", "tokenizer", "store")

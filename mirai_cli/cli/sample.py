@@ -43,7 +43,7 @@ def sample_command(
     random: Optional[int] = typer.Option(None, "--random", help=setting_help("sample.random_classes")),
     cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help=setting_help("sample.cfg_scale")),
     seed: Optional[int] = typer.Option(None, "--seed", help=setting_help("sample.seed")),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (one GPU by its index)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Sample class-conditional images with a KV cache and classifier-free guidance."""

@@ -24,7 +24,7 @@ from mirai_cli.engine.step import StepOutput, train_step
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.gpt.checkpoint import latest_checkpoint
 from mirai_cli.gpt.config import GPTConfig
-from mirai_cli.runtime.distributed import DistEnv, barrier, init_distributed
+from mirai_cli.runtime.distributed import DistEnv, barrier, job_env
 from mirai_cli.runtime.progress import make_progress
 
 
@@ -110,8 +110,13 @@ def train(config: MiraiConfig, *, resume: bool = False, run_dir: Optional[Path] 
     """Train (or resume) the run described by `config`. `stop_at` ends this call after that many total steps
     (with a checkpoint) without changing the run's length: ablate uses it for evaluation rounds."""
     check_stop_at(stop_at)
-    env = env or init_distributed()
-    run = build_run(config, env, run_dir=run_dir, resume=resume, progress=progress)
+    with job_env(env) as env:  # torchrun's group, if any, is left when the job ends
+        return train_run(build_run(config, env, run_dir=run_dir, resume=resume, progress=progress), stop_at, progress)
+
+
+def train_run(run: Run, stop_at: Optional[int], progress: bool) -> TrainResult:
+    """The loop over a built run's steps, up to `stop_at` (default: the run's end)."""
+    config, env = run.config, run.env
     tc = config.train
     end = min(run.total_steps, stop_at) if stop_at is not None else run.total_steps
     result = TrainResult(run_dir=run.run_dir, step=run.start_step, total_steps=run.total_steps)

@@ -12,6 +12,7 @@ from mirai_cli.config.schema import EvalConfig
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.cache import default_cache_dir
 from mirai_cli.evaluation.extractors import EVAL_METRICS, get_extractor
+from mirai_cli.runtime.device import resolve_device
 
 EVAL_DEFAULTS = {name: f.default for name, f in EvalConfig.model_fields.items()}  # the schema's, the one place
 
@@ -52,12 +53,7 @@ class EvalSettings:
         return replace(self, metrics=metrics)
 
     def torch_device(self) -> torch.device:
-        if self.device is None:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(self.device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise MiraiError(f"device {self.device} asked but CUDA is not available here; use --device cpu")
-        return dev
+        return resolve_device(self.device or "auto")
 
     def workers(self, device: torch.device) -> int:
         if self.num_workers is not None:

@@ -12,23 +12,52 @@ from mirai_cli.errors import MiraiError
 PRECISIONS = ("bf16", "fp32")
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def choose_device(asked: str | None, *, local_rank: int = 0, world_size: int = 1, gpus: int = 0) -> torch.device:
+    """The device a process uses, from plain inputs: `asked` is "auto"/None (a GPU when one is visible, else the
+    CPU), "cpu", "cuda" (this process's GPU: local rank modulo the `gpus` visible) or "cuda:N" (GPU N, kept as
+    given; one process only: under torchrun every process would take the same GPU)."""
+    if asked in (None, "auto"):
+        return torch.device("cuda", local_rank % gpus) if gpus else torch.device("cpu")
     try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise MiraiError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MiraiError(f"device '{device}' asked for, but no CUDA GPU is visible: use --device cpu")
+        dev = torch.device(asked)
+    except (RuntimeError, ValueError) as e:
+        raise MiraiError(f"unknown device '{asked}': use auto, cpu, cuda or cuda:N") from e
+    if dev.type != "cuda":
+        return dev
+    if gpus == 0:
+        raise MiraiError(f"device '{asked}' asked for, but no CUDA GPU is visible: use --device cpu")
+    if dev.index is None:
+        return torch.device("cuda", local_rank % gpus)
+    if world_size > 1:
+        raise MiraiError(f"device '{asked}' under torchrun: each process takes the GPU of its LOCAL_RANK; give "
+                         "--device cuda (choose the GPUs with CUDA_VISIBLE_DEVICES)")
+    if dev.index >= gpus:
+        raise MiraiError(f"device '{asked}' asked for, but only {gpus} GPU(s) are visible: use cuda:0 .. "
+                         f"cuda:{gpus - 1}")
     return dev
 
 
+def resolve_device(device: str = "auto") -> torch.device:
+    """The device of a one-process job (`--device`): see choose_device."""
+    return choose_device(device, gpus=visible_gpus())
+
+
+def cuda_bf16_is_native(capability: tuple[int, int]) -> bool:
+    """bf16 tensor cores from compute capability 8.0 (Ampere) on; older GPUs (V100, T4) emulate it, slowly,
+    though torch.cuda.is_bf16_supported() counts the emulation as support."""
+    return tuple(capability) >= (8, 0)
+
+
 def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs with bf16 and on CPUs with AMX or AVX512-BF16; on plain AVX2 CPUs
-    torch emulates it and it is an order of magnitude slower than fp32."""
+    """bf16 autocast pays off on GPUs with native bf16 (asked of `device` itself, not the current GPU) and on
+    CPUs with AMX or AVX512-BF16; on plain AVX2 CPUs torch emulates it and it is an order of magnitude slower
+    than fp32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cuda_bf16_is_native(torch.cuda.get_device_capability(device))
     if device.type == "cpu":
         cap = torch.backends.cpu.get_cpu_capability().upper()
         return "AMX" in cap or "AVX512_BF16" in cap or _cpu_flag("amx_bf16") or _cpu_flag("avx512_bf16")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Optional
 
 import torch
 import torch.distributed as dist
+
+from mirai_cli.runtime.device import choose_device, visible_gpus
 
 
 @dataclass(frozen=True)
@@ -27,24 +31,36 @@ class DistEnv:
         return self.world_size > 1
 
 
-def pick_device(local_rank: int = 0, prefer: Optional[str] = None) -> torch.device:
-    if prefer == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
-
-
 def init_distributed(prefer_device: Optional[str] = None) -> DistEnv:
-    """Join the torchrun process group if there is one (NCCL on CUDA, gloo on CPU); else a single process."""
+    """Join the torchrun process group if there is one (NCCL on CUDA, gloo on CPU); else a single process.
+    prefer_device: "auto"/None, "cpu", "cuda" or (one process) "cuda:N" (runtime.device.choose_device)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(local_rank, prefer_device)
+    device = choose_device(prefer_device, local_rank=local_rank, world_size=world_size, gpus=visible_gpus())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # "cuda" without an index (and NCCL) means this GPU from here on
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+@contextlib.contextmanager
+def job_env(env: Optional[DistEnv] = None, prefer_device: Optional[str] = None) -> Iterator[DistEnv]:
+    """The processes of one job (train, sample, encode): `env` when the caller has one (it then owns the process
+    group), else torchrun's group joined here and destroyed when the job ends, also on an error (an NCCL
+    process that exits without destroy_process_group warns and can hang)."""
+    if env is not None:
+        yield env
+        return
+    owned = not dist.is_initialized()
+    env = init_distributed(prefer_device)
+    try:
+        yield env
+    finally:
+        if owned:
+            shutdown(env)
 
 
 def barrier(env: DistEnv) -> None:

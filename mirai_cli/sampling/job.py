@@ -25,7 +25,7 @@ from mirai_cli.gpt.checkpoint import ShapeHints, build_from_state_dict, read_gpt
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
-from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, init_distributed
+from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, job_env
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
 from mirai_cli.tokenizer.checkpoint import (
@@ -185,7 +185,12 @@ def run_sample_job(
 ) -> SampleResult:
     """Run (or resume) a sampling job in this process; under torchrun every rank calls it with the same job."""
     _validate(job)
-    env = env or init_distributed(None if job.device == "auto" else job.device)
+    with job_env(env, job.device) as env:  # torchrun's group, if any, is left when the job ends
+        return _run_sample_job(job, env, progress, log)
+
+
+def _run_sample_job(job: SampleJob, env: DistEnv, progress: Progress | None, log: Callable[[str], None]
+                    ) -> SampleResult:
     device = env.device
     out_dir = Path(job.out_dir)
 

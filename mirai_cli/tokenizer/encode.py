@@ -17,8 +17,8 @@ from mirai_cli.data.store import MANIFEST, StoreWriter, codes_dtype, read_manife
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.locks import folder_lock
 from mirai_cli.files.manifest import manifest
-from mirai_cli.runtime.device import autocast, resolve_device, resolve_precision
-from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, init_distributed
+from mirai_cli.runtime.device import autocast, resolve_precision
+from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, job_env
 from mirai_cli.runtime.progress import make_progress, warn
 from mirai_cli.tokenizer.checkpoint import (
     load_tokenizer_with_extra,
@@ -130,40 +130,40 @@ def encode_store(
     n_crops = num_crops(crop_mode)
     if batch_size < 1 or shard_size < 1:
         raise MiraiError(f"batch_size and shard_size must be >= 1 (got {batch_size}, {shard_size})")
-    env = env or init_distributed(None if device == "auto" else device)
-    dev = env.device if env.world_size > 1 else resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    tok_file = resolve_tokenizer_path(tokenizer)
-    model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev, stated=stated)
-    identity = tokenizer_identity(tok_file, model, cfg)
-    image_size = image_size or tok_extra.get("image_size")
-    if not image_size:
-        raise MiraiError(f"{tok_file} does not record the image size it was trained at: give it, e.g. "
-                         "--set data.image_size=256")
-    image_size = int(image_size)
-    grid = cfg.grid(image_size)
-    src = open_source(source, split)
-    count = len(src) if limit is None else min(len(src), int(limit))
-    if count == 0:
-        raise MiraiError(f"data source {source} holds no images")
-    num_shards = (count + shard_size - 1) // shard_size
-    head = {
-        **manifest("mirai-token-store", None),  # a store is made without randomness: no seed
-        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": identity.weights,
-        "tokenizer_file_sha256": identity.file,
-        "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},
-        "class_names": list(src.class_names), "image_size": image_size, "crop_mode": crop_mode,
-        "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode], "grid": list(grid),
-        "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
-        "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
-        "batch_size": batch_size, "extra": extra or {},
-    }
-    args = (StoreWriter(out, head), src, model, dev, prec, env, num_workers, strict, show_progress, log, on_shard_done)
-    complete = (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete"
-    if complete or not env.is_main:  # a complete store is only checked (it may be read-only); rank 0 holds the lock
-        return _fill_store(*args)
-    with folder_lock(out):  # one job writes a store at a time
-        return _fill_store(*args)
+    with job_env(env, device) as env:  # torchrun's group, if any, is left when the job ends
+        dev = env.device
+        prec = resolve_precision(precision, dev)
+        tok_file = resolve_tokenizer_path(tokenizer)
+        model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev, stated=stated)
+        identity = tokenizer_identity(tok_file, model, cfg)
+        image_size = image_size or tok_extra.get("image_size")
+        if not image_size:
+            raise MiraiError(f"{tok_file} does not record the image size it was trained at: give it, e.g. "
+                             "--set data.image_size=256")
+        image_size = int(image_size)
+        grid = cfg.grid(image_size)
+        src = open_source(source, split)
+        count = len(src) if limit is None else min(len(src), int(limit))
+        if count == 0:
+            raise MiraiError(f"data source {source} holds no images")
+        num_shards = (count + shard_size - 1) // shard_size
+        head = {
+            **manifest("mirai-token-store", None),  # a store is made without randomness: no seed
+            "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": identity.weights,
+            "tokenizer_file_sha256": identity.file,
+            "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},
+            "class_names": list(src.class_names), "image_size": image_size, "crop_mode": crop_mode,
+            "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode], "grid": list(grid),
+            "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
+            "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
+            "batch_size": batch_size, "extra": extra or {},
+        }
+        args = (StoreWriter(out, head), src, model, dev, prec, env, num_workers, strict, show_progress, log, on_shard_done)
+        complete = (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete"
+        if complete or not env.is_main:  # a complete store is only checked (it may be read-only); rank 0 holds the lock
+            return _fill_store(*args)
+        with folder_lock(out):  # one job writes a store at a time
+            return _fill_store(*args)
 
 
 def _fill_store(writer: StoreWriter, src: ImageSource, model: VQModel, dev: torch.device, prec: str, env: DistEnv,

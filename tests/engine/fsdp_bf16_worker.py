@@ -10,13 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from mirai_testdata import tiny_overrides
+from mirai_testdata import read_store_info, tiny_overrides
 
 from mirai_cli.config import load_config
 from mirai_cli.engine.parallel import full_state
 from mirai_cli.engine.run import build_run
 from mirai_cli.engine.step import train_step
-from mirai_cli.runtime.distributed import init_distributed
+from mirai_cli.runtime.distributed import job_env
 
 NO_DROPOUT = {"model.class_dropout": 0.0, "model.token_dropout": 0.0, "model.resid_dropout": 0.0,
               "model.ffn_dropout": 0.0}
@@ -53,11 +53,10 @@ def one_run(store: dict, out: Path, parallel: str, steps: int, env) -> dict:
 
 
 def main() -> None:
-    store = {k: (Path(v) if k in ("root", "npz", "tokenizer", "store") else v)
-             for k, v in json.loads(Path(sys.argv[1]).read_text()).items()}
+    store = read_store_info(sys.argv[1])
     out, steps = Path(sys.argv[2]), int(sys.argv[3])
-    env = init_distributed()
-    record = {"world_size": env.world_size, **{p: one_run(store, out, p, steps, env) for p in ("ddp", "fsdp")}}
+    with job_env() as env:
+        record = {"world_size": env.world_size, **{p: one_run(store, out, p, steps, env) for p in ("ddp", "fsdp")}}
     if env.is_main:
         (out / "record.json").write_text(json.dumps(record))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mirai_testdata import tiny_overrides
+from clirun import torchrun_script
+from mirai_testdata import tiny_overrides, write_store_info
 
 from mirai_cli.config import load_config
 from mirai_cli.engine.trainer import train
@@ -81,14 +82,8 @@ BF16_WEIGHT_TOL = {"rtol": 1e-2, "atol": 5e-3}
 def test_fsdp_bf16_keeps_rope_targets_and_teacher_in_fp32_and_matches_ddp(tiny_store, tmp_path):
     if not bf16_is_fast(torch.device("cpu")):
         pytest.skip("this CPU has no native bf16 (AMX/AVX512-BF16): train.precision=bf16 resolves to fp32 here")
-    info = tmp_path / "store.json"
-    info.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in tiny_store.items()}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",  # a free port
-           str(HERE / "fsdp_bf16_worker.py"), str(info), str(tmp_path), "3"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    info = write_store_info(tiny_store, tmp_path / "store.json")
+    torchrun_script(HERE / "fsdp_bf16_worker.py", info, tmp_path, 3)
     record = json.loads((tmp_path / "record.json").read_text())
     assert record["world_size"] == 2
     fp32 = {"rope": "torch.float32", "targets": "torch.float32", "teacher_weights": ["torch.float32"]}

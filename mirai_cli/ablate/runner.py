@@ -162,13 +162,16 @@ def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, se
     record: dict[str, Any] = {}
     t0 = time.perf_counter()
     if val_store is not None:
-        from mirai_cli.runtime.device import resolve_device
+        from mirai_cli.runtime.device import resolve_device, resolve_precision
 
-        device = resolve_device("auto")  # where the run trained: a GPT-B's validation pass is minutes on a CPU
+        # Where and how train() ran the run in this process (its device "auto", its train.precision): a GPT-B's
+        # validation pass in fp32 on a CPU takes tens of minutes.
+        device = resolve_device("auto")
+        precision = resolve_precision(config.train.precision, device)
         model, _, _ = load_gpt_checkpoint(folder, weights=config.sample.weights, device=device)
-        values["val_nll"] = validation_nll(model, val_store, device=device)
+        values["val_nll"] = validation_nll(model, val_store, precision=precision)
         names["val_nll"] = "val NLL"
-        record["val_s"] = time.perf_counter() - t0
+        record.update(val_s=time.perf_counter() - t0, val_device=device.type, val_precision=precision)
     if config.ablate.eval_samples_per_class > 0:
         job = sample_job_from_config(config, str(folder), out_dir=str(samples_dir),
                                      per_class=config.ablate.eval_samples_per_class)

@@ -1,8 +1,9 @@
 """Reference features and FID statistics cached by content hash.
 
-One entry per (reference content, extractor, extractor weights): `<root>/features/<key>/` holds one
-`<layer>.npy` per feature layer (memory-mapped on load) and `<layer>.fid.npz` with mu/sigma, so a second
-evaluation against the same reference reads a few MB instead of running the extractor."""
+One entry per (reference content, extractor, extractor weights, device type and arithmetic of the extraction):
+`<root>/features/<key>/` holds one `<layer>.npy` per feature layer (memory-mapped on load) and `<layer>.fid.npz`
+with mu/sigma, so a second evaluation against the same reference reads a few MB instead of running the
+extractor."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ class FeatureCache:
         return self.root is not None
 
     @staticmethod
-    def key(content_id: str, extractor: str, weights_sha256: str) -> str:
-        return sha256_bytes(f"{content_id}|{extractor}|{weights_sha256}".encode())[:32]
+    def key(content_id: str, extractor: str, weights_sha256: str, numerics: str) -> str:
+        """numerics: the device type and arithmetic of the extraction (features.extraction_numerics)."""
+        return sha256_bytes(f"{content_id}|{extractor}|{weights_sha256}|{numerics}".encode())[:32]
 
     def _dir(self, key: str) -> Path:
         assert self.root is not None

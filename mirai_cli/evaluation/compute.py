@@ -28,7 +28,13 @@ from torch_fidelity.metric_prc import (
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.cache import FeatureCache
 from mirai_cli.evaluation.extractors import ExtractorInfo, LoadedExtractor, get_extractor, load_extractor
-from mirai_cli.evaluation.features import ProgressFn, ReferenceFeatures, extract_features, stats_of
+from mirai_cli.evaluation.features import (
+    ProgressFn,
+    ReferenceFeatures,
+    extract_features,
+    extraction_numerics,
+    stats_of,
+)
 from mirai_cli.evaluation.images import ImageSet, Size, open_images
 from mirai_cli.evaluation.reference import INCEPTION, Reference, open_reference
 from mirai_cli.evaluation.result import VALUE_KEYS, EvalResult, eval_versions
@@ -148,8 +154,10 @@ def _reference_side(ref: Reference, ref_id: str, ext: LoadedExtractor, cache: Fe
     if ref.images is None:
         return None
     images = ref.images
-    key = FeatureCache.key(ref_id, ext.info.name, weights_sha)
+    numerics = extraction_numerics(device)
+    key = FeatureCache.key(ref_id, ext.info.name, weights_sha, numerics)
     meta = {"reference": ref.spec, "reference_id": ref_id, "extractor": ext.info.name, "weights_sha256": weights_sha,
+            "numerics": numerics,
             "count": len(images), "image_size": _size(images.size), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def run() -> dict[str, np.ndarray]:

@@ -12,22 +12,33 @@ from mirai_cli.evaluation.cache import FeatureCache
 from mirai_cli.evaluation.extractors import LoadedExtractor
 from mirai_cli.evaluation.images import ImageSet, iterate_batches
 from mirai_cli.evaluation.statsfile import FidStats
+from mirai_cli.runtime.device import tf32
 
 # progress(label, done, total): called at the start (done=0) and after every batch.
 ProgressFn = Callable[[str, int, int], None]
+# The one arithmetic features are extracted in (extract_features): fp32 with TF32 off, as torch-fidelity's
+# reference statistics were made, even inside a process whose training switched TF32 on.
+EXTRACTION_ARITHMETIC = "fp32, TF32 off"
+
+
+def extraction_numerics(device: torch.device) -> str:
+    """What, besides the images and weights, decides a feature's last bits: the device type and arithmetic
+    (part of the reference-feature cache key, so CPU-made and GPU-made features never meet)."""
+    return f"{device.type}: {EXTRACTION_ARITHMETIC}"
 
 
 def extract_features(images: ImageSet, ext: LoadedExtractor, *, device: torch.device, batch_size: int,
                      num_workers: int = 0, label: str = "features",
                      progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
     """All of the extractor's requested layers for every image, float32 [N, D] per layer, in image order.
-    Same computation as torch-fidelity's get_featuresdict_from_dataset, with our progress and error reporting."""
+    Same computation as torch-fidelity's get_featuresdict_from_dataset, with our progress and error reporting,
+    in EXTRACTION_ARITHMETIC (the caller's TF32 state is restored after)."""
     module = ext.module
     total, done = len(images), 0
     parts: dict[str, list[np.ndarray]] = {name: [] for name in module.get_requested_features_list()}
     if progress:
         progress(label, 0, total)
-    with torch.inference_mode():
+    with torch.inference_mode(), tf32(False):
         for batch in iterate_batches(images, batch_size, num_workers, pin_memory=device.type == "cuda"):
             feats = module.convert_features_tuple_to_dict(module(batch.to(device, non_blocking=True)))
             for name, value in feats.items():

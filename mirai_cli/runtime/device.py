@@ -87,6 +87,17 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 set as `enabled` inside (both flags of set_tf32), each flag restored as it was after."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    set_tf32(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def set_tf32(enabled: bool) -> None:
     """CUDA fp32 matmuls/convolutions in TF32 (LlamaGen's train_c2i sets both): without it the fp32 EMA teacher
     of Mirai-E runs at a fraction of a GPU's bf16 rate. No effect on CPU computation."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -64,6 +65,7 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
+@functools.cache  # asked per teacher call (teacher_autocast): read /proc/cpuinfo once
 def _cpu_flag(flag: str) -> bool:
     try:
         with open("/proc/cpuinfo") as f:

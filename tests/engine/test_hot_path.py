@@ -16,6 +16,9 @@ from mirai_cli.runtime.distributed import init_distributed
 
 # Every way a tensor's value reaches Python (each one waits for the device on a GPU).
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+# Every way host data becomes a tensor (on a GPU, torch.tensor(..., device=cuda) is a blocking host-to-device copy).
+HOST_TENSORS = ("tensor", "as_tensor", "asarray", "from_numpy")
+ONLINE_MIRAI_I = {"foresight.encoder": "tokenizer", "foresight.encoder_layer": 0, "foresight.cache_teacher": False}
 
 
 @contextlib.contextmanager
@@ -38,6 +41,28 @@ def count_host_reads():
             setattr(torch.Tensor, name, original)
 
 
+@contextlib.contextmanager
+def count_host_tensors():
+    """Calls that build a tensor from host (non-tensor) data; wrapping a tensor that already exists is free."""
+    calls = []
+    originals = {name: getattr(torch, name) for name in HOST_TENSORS}
+
+    def counting(name):
+        def wrapper(data, *args, **kwargs):
+            if not isinstance(data, torch.Tensor):
+                calls.append(name)
+            return originals[name](data, *args, **kwargs)
+        return wrapper
+
+    for name in HOST_TENSORS:
+        setattr(torch, name, counting(name))
+    try:
+        yield calls
+    finally:
+        for name, original in originals.items():
+            setattr(torch, name, original)
+
+
 def build(tiny_store, tmp_path, presets, **extra):
     sets = {"train.log_every": 100, "train.micro_batch_size": 8, "train.grad_clip": 1.0, **extra}
     return build_run(load_config(list(presets), tiny_overrides(tiny_store, tmp_path, **sets)), init_distributed())
@@ -50,16 +75,27 @@ def test_the_counter_sees_a_host_read():
     assert calls == ["__float__", "item"]
 
 
-def test_a_step_reads_nothing_back_from_the_device(tiny_store, tmp_path):
-    for presets in (("mirai-e", "tiny"), ("tiny",)):
-        run = build(tiny_store, tmp_path / presets[0], presets)
+def test_the_counters_see_host_data_become_a_tensor():
+    existing = torch.ones(2)
+    with count_host_tensors() as calls:
+        torch.tensor([0.5, 0.5])
+        torch.as_tensor(existing)  # no copy: not counted
+        torch.as_tensor(np.zeros(2))
+    assert calls == ["tensor", "as_tensor"]
+
+
+def test_a_step_reads_nothing_back_from_the_device_and_builds_no_tensor_from_host_data(tiny_store, tmp_path):
+    for presets, extra in ((("mirai-e", "tiny"), {}), (("tiny",), {}), (("mirai-i", "tiny"), ONLINE_MIRAI_I)):
+        sets = {**extra, "tokenizer.checkpoint": str(tiny_store["tokenizer"])} if extra else {}
+        run = build(tiny_store, tmp_path / presets[0], presets, **sets)
         train_step(run, 0, [run.reader.to_device(b) for b in run.reader.read(0)])  # first step: lazy set-up
         batches = [run.reader.to_device(b) for b in run.reader.read(1)]
-        with count_host_reads() as calls:
+        with count_host_reads() as calls, count_host_tensors() as built:
             out = train_step(run, 1, batches)
         assert calls == [], (presets, calls)
+        assert built == [], (presets, built)  # e.g. no per-micro-batch mean/std tensor of the online teacher
         assert out.losses.shape == (len(out.keys),)
-        assert ("foresight" in out.keys) == (presets[0] == "mirai-e")
+        assert ("foresight" in out.keys) == (presets[0] != "tiny")
         reading = run.monitor.read(out.keys, out.losses, out.grad_norm, run.env, interrupted=False)
         assert not reading.diverged and np.isfinite(reading.losses["loss"])
 

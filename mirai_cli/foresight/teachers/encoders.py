@@ -124,6 +124,9 @@ class FrozenEncoder(nn.Module):
         self.teacher_dim = int(teacher_dim)
         self.weights_source = weights_source
         self._weights_sha256: str | None = None
+        # Built once, moved with the encoder (.to(device)), out of the state dict: forward() builds no tensor.
+        self.register_buffer("pixel_mean", torch.tensor(spec.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(spec.std, dtype=torch.float32), persistent=False)
 
     def train(self, mode: bool = True) -> FrozenEncoder:
         return super().train(False)  # frozen: dropout/BN never switch to training behaviour
@@ -132,7 +135,7 @@ class FrozenEncoder(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels [B, 3, S, S] in [0, 1] -> fp32 features [B, h*w, D] on the token grid."""
         device = next(self.backbone.parameters()).device
-        x = prepare_pixels(pixels.to(device), self.input_size, self.spec.mean, self.spec.std, self.options.resize)
+        x = prepare_pixels(pixels.to(device), self.input_size, self.pixel_mean, self.pixel_std, self.options.resize)
         with teacher_autocast(device, self.options.precision):
             fmap = self._features(x)
         targets = features_to_grid(fmap.float(), self.grid)

@@ -19,16 +19,18 @@ def uint8_to_unit(crops: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def prepare_pixels(
-    pixels: torch.Tensor, size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
-    resize: str = "bicubic",
+    pixels: torch.Tensor, size: tuple[int, int], mean: torch.Tensor | Sequence[float],
+    std: torch.Tensor | Sequence[float], resize: str = "bicubic",
 ) -> torch.Tensor:
     """[B, 3, H, W] in [0, 1] -> the encoder's fp32 input at `size`.
     "bicubic" (the paper's code): normalise with the encoder's mean/std, then plain bicubic F.interpolate
     (no antialias, no clamp). "bicubic-antialias": bicubic resize antialiased when shrinking and clamped to
-    [0, 1] (as a PIL resize of uint8 would be), then normalise."""
+    [0, 1] (as a PIL resize of uint8 would be), then normalise. mean/std: 3 values; in a training step give
+    fp32 tensors already on the pixels' device (FrozenEncoder's buffers): built from a list, they would be
+    a host-to-device copy per call."""
     x = pixels.float()
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device)[:, None, None]
-    s = torch.tensor(std, dtype=x.dtype, device=x.device)[:, None, None]
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(3, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(3, 1, 1)
     same = tuple(x.shape[-2:]) == tuple(size)
     if resize == "bicubic":
         x = (x - m) / s

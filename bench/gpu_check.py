@@ -5,17 +5,21 @@ per check with its figure, and every figure in a JSON file.
     GPU_CHECK_CPU=1 python3 -m bench.gpu_check      # tiny shapes on the CPU, seconds: a check of this script
 
 Checks (docs/gpu.md says what each means):
+  defaults    the presets' "auto" settings resolved on this device: compile on on CUDA (off on the CPU), sampling
+      batch 128 (32), bf16 sampling weights under bf16 decoding (fp32).
   train/<variant>/<eager|compiled>  build_run + the trainer's Prefetcher + train_step, bf16, for the baseline,
       Mirai-E, Mirai-I cached and Mirai-I online (DINOv2-B/14 architecture, random weights): finite losses, step
       time, tokens/s, MFU (6 x non-embedding parameters x tokens/s / peak), peak memory, teacher's share of the
-      step; steps 3+ under torch.cuda.set_sync_debug_mode("error") (a host sync fails the check).
+      step; steps 3+ under torch.cuda.set_sync_debug_mode("error") (a host sync fails the check); compiled
+      Mirai-E also runs its EMA teacher's blocks compiled.
   resume      the trainer (`train`) checkpoints Mirai-E at step 10, resumes, and its next losses equal an
       uninterrupted run's.
   fsdp        build_run with train.parallel = fsdp on a one-process group (the sharding path): one step, DCP
       save/load, and the dtypes FSDP bf16 must keep: RoPE table and teacher targets reach the model in fp32,
       the EMA teacher computes with fp32 weights.
   sample/tokens  the sampling defaults, fp32: eager and compiled decoding give the same tokens.
-  sample/b<N>    the `mirai sample` job (decode, PNGs, npz) at batch N: images/s.
+  sample/b<N>    the `mirai sample` job (decode, PNGs written by the writer thread, npz) at batch N with the
+      default weights dtype and compile: images/s.
   evaluate    FID of those samples against the store's images on the device, random-weight extractor; and the
       validation NLL of the trained checkpoint on the device.
 """
@@ -231,7 +235,10 @@ def check_train(ws: Workspace, variant: str, compile: bool) -> tuple[bool, str, 
     peak = peak_flops(device)
     mfu = 6 * non_embedding_params(run.gpt) * tokens_s / peak if peak else None
     finite = bool(torch.isfinite(losses).all())
-    data = {"variant": variant, "compiled": compile, "steps": steps, "step_s": round(step_s, 4),
+    # Compiled Mirai-E: the teacher's blocks run compiled too (train.compile reaches the EMA teacher).
+    teacher_compiled = None if variant != "mirai-e" else all(
+        getattr(b, "_compiled_call_impl", None) is not None for b in run.teacher.model.layers[: run.teacher.depth])
+    data = {"variant": variant, "compiled": compile, "teacher_compiled": teacher_compiled, "steps": steps, "step_s": round(step_s, 4),
             "first_step_s": round(times[0], 2), "tokens_per_s": round(tokens_s), "mfu": round(mfu, 3) if mfu else None,
             "peak_memory_gib": peak_memory_gib(device), "teacher_share": round(teacher_s / step_s, 3),
             "loss_first": float(losses[0, -1]), "loss_last": float(losses[-1, -1]), "finite": finite,
@@ -239,8 +246,29 @@ def check_train(ws: Workspace, variant: str, compile: bool) -> tuple[bool, str, 
     figure = (f"{step_s * 1000:.1f} ms/step, {tokens_s:,.0f} tok/s, MFU {mfu:.1%}" if mfu else
               f"{step_s * 1000:.1f} ms/step, {tokens_s:,.0f} tok/s") + \
         f", teacher {teacher_s / step_s:.0%} of the step, loss {data['loss_first']:.3f} -> {data['loss_last']:.3f}" + \
-        (f", peak {data['peak_memory_gib']} GiB" if device.type == "cuda" else "")
-    return finite, figure, data
+        (f", peak {data['peak_memory_gib']} GiB" if device.type == "cuda" else "") + \
+        ("" if teacher_compiled is None else f", teacher {'compiled' if teacher_compiled else 'eager'}")
+    return finite and teacher_compiled in (None, compile), figure, data
+
+
+def check_defaults(ws: Workspace) -> tuple[bool, str, dict]:
+    """The presets' "auto" settings on this device (config/auto.py): compile on CUDA only, sampling batch 128 on
+    CUDA (32 on the CPU), bf16 sampling weights where the decoding runs in bf16."""
+    from mirai_cli.config import load_config
+    from mirai_cli.config.auto import resolve_compile
+    from mirai_cli.sampling.from_config import sample_job_from_config
+    from mirai_cli.sampling.job import resolved_job
+
+    config = load_config(["mirai-e"])
+    job = resolved_job(sample_job_from_config(config, "any.pt", out_dir=str(ws.root / "defaults")), ws.device)
+    got = {"train.compile": resolve_compile(config.train.compile, ws.device.type),
+           "sample.compile": job.options.compile, "sample.batch_size": job.batch_size,
+           "sample.weights_dtype": job.options.weights_dtype}
+    cuda = ws.device.type == "cuda"
+    want = {"train.compile": cuda, "sample.compile": cuda, "sample.batch_size": 128 if cuda else 32,
+            "sample.weights_dtype": "bf16" if cuda else "fp32"}
+    return got == want, ", ".join(f"{k} {v}" for k, v in got.items()) + f" on {ws.device.type}", \
+        {"resolved": got, "expected": want}
 
 
 def metric_losses(run_dir: Path) -> dict[int, float]:
@@ -366,10 +394,12 @@ def check_sample_speed(ws: Workspace, batch: int) -> tuple[bool, str, dict]:
     job = sample_job_from_config(config, str(trained_checkpoint(ws)), out_dir=str(out), random_classes=2 * batch,
                                  device=str(ws.device))
     result = run_sample_job(job)
-    ok = result.total == 2 * batch
+    ran = json.loads((out / "sample_manifest.json").read_text())["options"]
+    ok = result.total == 2 * batch and result.npz is not None
     return ok, f"`mirai sample` defaults at batch {batch}: {result.images_per_second:.2f} images/s " \
-               f"({result.total} images)", {"batch": batch, "images_per_s": round(result.images_per_second, 3),
-                                           "images": result.total, "npz": str(result.npz)}
+               f"({result.total} images, {ran['weights_dtype']} weights, compile {ran['compile']})", \
+        {"batch": batch, "images_per_s": round(result.images_per_second, 3), "images": result.total,
+         "npz": str(result.npz), "weights_dtype": ran["weights_dtype"], "compile": ran["compile"]}
 
 
 def check_evaluate(ws: Workspace) -> tuple[bool, str, dict]:
@@ -403,7 +433,7 @@ def planned_checks(ws: Workspace) -> list[tuple[str, Callable[[], tuple[bool, st
     variant, the compiled baseline and Mirai-E, resume, FSDP, sampling, evaluation, then the other compiled runs
     (compiling on a CPU costs minutes: the CPU mode trains eager only)."""
     train = lambda v, c: (f"train/{v}/{'compiled' if c else 'eager'}", lambda: check_train(ws, v, c))  # noqa: E731
-    checks = [train(v, False) for v in VARIANTS]
+    checks = [("defaults", lambda: check_defaults(ws))] + [train(v, False) for v in VARIANTS]
     checks += [] if CPU else [train("baseline", True), train("mirai-e", True)]
     checks += [("resume", lambda: check_resume(ws)), ("fsdp", lambda: check_fsdp(ws)),
                ("sample/tokens", lambda: check_sample_tokens(ws))]

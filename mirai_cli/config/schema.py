@@ -33,6 +33,12 @@ def _check_duration(value: Any) -> Union[int, str]:
     raise ValueError("a duration is a step count (integer) or an epoch count like '15ep'")
 
 
+def _check_bool_or_auto(value: Any) -> Union[bool, str]:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError("give true, false or 'auto' (on on CUDA, off on the CPU)")
+
+
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
 # The names users type live in registries (no torch); imported here so the schema validates against them.
@@ -292,7 +298,10 @@ class TrainConfig(Section):
     lr_schedule: Literal["constant", "cosine", "linear"] = Field("constant", description="lr after warm-up")
     lr_min_ratio: float = Field(0.0, ge=0.0, le=1.0, description="cosine/linear decay: final lr = lr * ratio")
     precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision (bf16 on CPU with AMX and on CUDA)")
-    compile: bool = Field(False, description="torch.compile the model")
+    compile: Union[bool, Literal["auto"]] = Field(
+        "auto", description="torch.compile the model: true, false, or auto (on on CUDA, off on the CPU where "
+        "compiling rarely pays; the Mirai-E teacher's forward is compiled with it)"
+    )
     tf32: bool = Field(
         True, description="CUDA: fp32 matmuls and convolutions (fp32 foresight targets, fp32 training) in TF32, as "
         "LlamaGen's training sets it; false = full fp32 (~8x slower on tensor-core GPUs)"
@@ -318,6 +327,11 @@ class TrainConfig(Section):
     def _durations(cls, value: Any) -> Union[int, str, None]:
         return None if value is None else _check_duration(value)
 
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value: Any) -> Union[bool, str]:
+        return _check_bool_or_auto(value)
+
     @field_validator("betas")
     @classmethod
     def _betas_in_range(cls, value: list[float]) -> list[float]:
@@ -338,15 +352,34 @@ class SampleConfig(Section):
     classes: Optional[list[Annotated[int, Field(ge=0)]]] = Field(None, description="explicit class list (overrides per_class)")
     per_class: int = Field(50, ge=1, description="images per class over all classes (class-balanced)")
     random_classes: Optional[int] = Field(None, ge=1, description="instead: this many images with uniformly random classes")
-    batch_size: int = Field(32, ge=1, description="images per generation batch")
+    batch_size: Union[int, Literal["auto"]] = Field(
+        "auto", description="images per generation batch; auto: 128 on CUDA, 32 on the CPU"
+    )
     shard_size: int = Field(1000, ge=1, description="images per resumable shard")
     seed: int = Field(0, ge=0, description="sampling seed")
     weights: Literal["ema", "raw"] = Field("ema", description="EMA weights (default) or the raw trained weights")
-    compile: bool = Field(False, description="torch.compile the decode step")
-    precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision on CUDA (CPU samples in fp32)")
-    weights_dtype: Literal["fp32", "bf16"] = Field(
-        "fp32", description="dtype the GPT's weights are held in while sampling; bf16 is faster but changes ~10% of tokens"
+    compile: Union[bool, Literal["auto"]] = Field(
+        "auto", description="torch.compile the decode step: true, false, or auto (on on CUDA, off on the CPU)"
     )
+    precision: Literal["bf16", "fp32"] = Field("bf16", description="autocast precision on CUDA (CPU samples in fp32)")
+    weights_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="dtype the GPT's weights are held in while sampling; auto: the precision the decoding "
+        "computes in (bf16 on CUDA under precision bf16, fp32 otherwise, whose tokens stay exact); bf16 weights "
+        "are faster but change ~10% of the tokens of fp32 weights under bf16 autocast"
+    )
+
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_or_auto(cls, value: Any) -> Union[int, str]:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("give a number of images >= 1, or 'auto' (128 on CUDA, 32 on the CPU)")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value: Any) -> Union[bool, str]:
+        return _check_bool_or_auto(value)
 
 
 class EvalConfig(Section):

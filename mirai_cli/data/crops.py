@@ -82,10 +82,14 @@ def store_crops(image: np.ndarray, manifest: dict) -> np.ndarray:
                       float(manifest.get("crop_ratio", TENCROP_RANGE)))
 
 
-def to_model_input(crops: np.ndarray) -> torch.Tensor:
-    """uint8 [B, S, S, 3] -> float tensor [B, 3, S, S] in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-    return x.div_(127.5).sub_(1.0)
+def to_model_input(crops: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """uint8 [B, S, S, 3] -> float tensor [B, 3, S, S] in [-1, 1] on `device` (default: the CPU). The uint8
+    pixels are moved and converted there: a quarter of the bytes of float crops cross to an accelerator, and
+    the values are the same (one IEEE division and subtraction on either side)."""
+    x = torch.from_numpy(np.ascontiguousarray(crops))
+    if device is not None:
+        x = x.to(device)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

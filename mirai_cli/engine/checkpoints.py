@@ -109,11 +109,14 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta: dict[
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any]:
-    """The state dict `save_checkpoint` wrote; a damaged or truncated file is one clear error."""
+    """The state dict `save_checkpoint` wrote; a damaged or truncated file is one clear error. Every tensor is
+    memory-mapped from its file (safetensors are, and train_state.pt with mmap=True; copy-on-write, the files
+    never change): a resume copies them into the model and optimizer page by page instead of holding the whole
+    checkpoint in RAM on every process first."""
     hint = "delete that checkpoint folder to resume from the one before"
     path = folder / TRAIN_STATE
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # a damaged file must not become a traceback
         raise MiraiError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}; {hint}") from None
     for key, name in WEIGHT_FILES.items():

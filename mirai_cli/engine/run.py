@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from mirai_cli.config import MiraiConfig
+from mirai_cli.config.auto import resolve_compile
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import BatchPlan, duration_to_steps
 from mirai_cli.engine.checkpoints import clean_temporary, load_checkpoint, read_meta
@@ -199,8 +200,9 @@ def build_run(config: MiraiConfig, env: DistEnv, *, run_dir: Optional[Path] = No
     step_module = TrainStep(gpt, objective, depth=fc.depth or gpt_cfg.layers, level=fc.level)
     # The EMA copies hold fp32 weights; the Mirai-E teacher among them computes in foresight.teacher_precision.
     ema_precision = precision if fc.teacher_precision == "bf16" else "fp32"
-    model = parallelize(step_module, [e.module for e in emas.values()], env, tc.parallel, precision, tc.compile,
-                        tc.activation_checkpointing, others_precision=ema_precision)
+    model = parallelize(step_module, [e.module for e in emas.values()], env, tc.parallel, precision,
+                        resolve_compile(tc.compile, env.device.type), tc.activation_checkpointing,
+                        others_precision=ema_precision)
     meta = {"gpt_config": gpt_cfg.to_dict(), "preset": config.name, "tokenizer": tokenizer_record(store),
             "store": str(store.path), "grid": list(store.grid), "total_steps": total_steps,
             "foresight": {"source": fc.source, "level": fc.level, "depth": fc.depth, "k": fc.k}}

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mirai_cli.engine.optim import lr_at, set_lr
 from mirai_cli.engine.parallel import clip_grad_norm, gradient_sync
 from mirai_cli.engine.prefetch import DeviceBatch
 from mirai_cli.foresight.objective import ForesightObjective
+from mirai_cli.gpt.loss import next_token_loss
 from mirai_cli.gpt.model import GPT
 from mirai_cli.runtime.device import autocast
 
@@ -42,7 +42,7 @@ class TrainStep(nn.Module):
     ) -> dict[str, torch.Tensor]:
         use_feature = self.objective is not None and teacher is not None and self.level == "internal"
         out = self.gpt(tokens, labels, feature_depth=self.depth if use_feature else None)
-        ntp = F.cross_entropy(out.logits.float().flatten(0, 1), tokens.flatten())
+        ntp = next_token_loss(out.logits, tokens)
         losses = {"ntp": ntp}
         total = ntp
         if self.objective is not None:

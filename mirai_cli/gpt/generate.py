@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
+from mirai_cli.config.auto import resolve_compile
 from mirai_cli.config.schema import section_defaults
+from mirai_cli.gpt import model as gpt_model
 from mirai_cli.gpt.logits import combine_cfg, draw, filter_logits, guidance_scales
 from mirai_cli.gpt.model import GPT
 
@@ -28,8 +30,8 @@ class SampleOptions:
     top_k: int = SAMPLE["top_k"]
     top_p: float = SAMPLE["top_p"]
     precision: str = SAMPLE["precision"]  # bf16 autocast on CUDA; the CPU always samples in float32
-    weights_dtype: str = SAMPLE["weights_dtype"]
-    compile: bool = SAMPLE["compile"]  # static shapes: the compiled decode step attends the whole cache
+    weights_dtype: str = SAMPLE["weights_dtype"]  # auto | fp32 | bf16 (config/auto.py); the sampling job applies it
+    compile: bool | str = SAMPLE["compile"]  # true | false | auto (on on CUDA); static shapes: see _decode_fn
     use_cache: bool = True  # False recomputes the whole prefix every step (for benchmarks and tests)
 
     @classmethod
@@ -43,9 +45,6 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
 
 
-COMPILE_BACKEND = "inductor"  # tests switch this to "aot_eager" to check graph capture without a C++ build
-
-
 Step = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (tokens [B, 1], position [1], filled slots)
 
 
@@ -56,10 +55,9 @@ def _decode_fn(model: GPT, compile: bool) -> Step:
         return model.decode_step
     fn = getattr(model, "_compiled_decode_step", None)
     if fn is None:
-        mode = "reduce-overhead" if model.output.weight.device.type == "cuda" else None
-        if COMPILE_BACKEND != "inductor":
-            mode = None
-        fn = torch.compile(model.decode_step, backend=COMPILE_BACKEND, mode=mode, fullgraph=True, dynamic=False)
+        backend = gpt_model.COMPILE_BACKEND
+        mode = "reduce-overhead" if model.output.weight.device.type == "cuda" and backend == "inductor" else None
+        fn = torch.compile(model.decode_step, backend=backend, mode=mode, fullgraph=True, dynamic=False)
         model._compiled_decode_step = fn
     return lambda tokens, pos, filled: fn(tokens, pos)
 
@@ -131,7 +129,7 @@ def _generate(
         with amp_ctx:
             if opts.use_cache:
                 ensure_cache(model, cond.shape[0], amp or model.output.weight.dtype)
-                step = _decode_fn(model, opts.compile)
+                step = _decode_fn(model, resolve_compile(opts.compile, device.type))
                 pick(model.prefill(cond), 0)
                 for i in range(1, n):
                     prev = tokens[:, i - 1 : i]

@@ -9,6 +9,7 @@ cell p - 1; output position p predicts cell p. Three ways to run it:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -269,6 +270,16 @@ class GPT(nn.Module):
         """Feed cell codes tokens [B, 1] at position input_pos [1] (= cell index + 1); logits [B, V]. filled
         (= input_pos + 1): attend only to the written slots (see forward_cached)."""
         return self.forward_cached(self.tok_embeddings(tokens), input_pos, filled)[:, -1]
+
+
+COMPILE_BACKEND = "inductor"  # tests switch this to "aot_eager" to check graph capture without a C++ build
+
+
+def compile_blocks(blocks: Sequence[nn.Module]) -> None:
+    """torch.compile each block's forward in place (`Module.compile`): names, parameters and the state dict stay
+    as they are, and blocks of one shape share one compiled graph (what FSDP2 runs per block too)."""
+    for block in blocks:
+        block.compile(backend=COMPILE_BACKEND)
 
 
 EMBEDDING_PARAMETERS = ("cls_embedding.", "tok_embeddings.", "output.")  # the vocabulary- and class-sized tables

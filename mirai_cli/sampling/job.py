@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mirai_cli.config.auto import resolve_compile, resolve_sample_batch, resolve_weights_dtype
+from mirai_cli.config.schema import section_defaults
 from mirai_cli.data.crops import to_uint8
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.hashing import sha256_file
@@ -28,6 +30,7 @@ from mirai_cli.gpt.model import GPT
 from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object, job_env
 from mirai_cli.sampling import outputs
 from mirai_cli.sampling.plan import class_plan
+from mirai_cli.sampling.writer import ImageWriter
 from mirai_cli.tokenizer.checkpoint import (
     TokenizerIdentity,
     load_tokenizer,
@@ -50,7 +53,7 @@ class SampleJob:
     model_shape: tuple[int, int, int] | None = None  # (layers, dim, heads) for files that do not record theirs
     tokenizer_config: Any = None  # the user's VQConfig, for a tokenizer file that records none
     options: SampleOptions = field(default_factory=SampleOptions)
-    batch_size: int = 32
+    batch_size: int | str = section_defaults("sample")["batch_size"]  # auto: by device (config/auto.py)
     shard_size: int = 1000
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -162,6 +165,19 @@ def _array_sha(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.int64).tobytes()).hexdigest()
 
 
+def resolved_job(job: SampleJob, device: torch.device) -> SampleJob:
+    """The job with its "auto" settings decided for the device (config/auto.py): compile, weights dtype, batch.
+    What really runs is what the manifest records."""
+    o = job.options
+    computes_in = "bf16" if autocast_dtype(device, o.precision) is not None else "fp32"
+    try:
+        options = replace(o, compile=resolve_compile(o.compile, device.type),
+                          weights_dtype=resolve_weights_dtype(o.weights_dtype, computes_in))
+        return replace(job, options=options, batch_size=resolve_sample_batch(job.batch_size, device.type))
+    except ValueError as exc:
+        raise MiraiError(str(exc)) from None
+
+
 def _validate(job: SampleJob) -> None:
     o = job.options
     if job.weights not in ("ema", "raw"):
@@ -184,7 +200,6 @@ def run_sample_job(
     log: Callable[[str], None] = lambda msg: None,
 ) -> SampleResult:
     """Run (or resume) a sampling job in this process; under torchrun every rank calls it with the same job."""
-    _validate(job)
     with job_env(env, job.device) as env:  # torchrun's group, if any, is left when the job ends
         return _run_sample_job(job, env, progress, log)
 
@@ -192,6 +207,8 @@ def run_sample_job(
 def _run_sample_job(job: SampleJob, env: DistEnv, progress: Progress | None, log: Callable[[str], None]
                     ) -> SampleResult:
     device = env.device
+    job = resolved_job(job, device)
+    _validate(job)
     out_dir = Path(job.out_dir)
 
     raw = read_gpt_checkpoint(job.checkpoint, job.weights)
@@ -201,7 +218,7 @@ def _run_sample_job(job: SampleJob, env: DistEnv, progress: Progress | None, log
     grid = vq_cfg.grid(job.image_size) if job.image_size is not None else None
     gpt_cfg = raw.config(ShapeHints(model=job.model_shape, grid=grid))
     gpt = build_from_state_dict(raw.state_dict, gpt_cfg, raw.file).to(device).eval()
-    if job.options.weights_dtype == "bf16":  # opt-in: half the bytes per step, ~10% of tokens change
+    if job.options.weights_dtype == "bf16":  # the compute dtype under bf16 autocast: no re-cast every token
         gpt = gpt.to(torch.bfloat16)
     if raw.training_only:
         log(f"{job.checkpoint}: dropped {len(raw.training_only)} training-only tensors "
@@ -241,22 +258,27 @@ def _run_sample_job(job: SampleJob, env: DistEnv, progress: Progress | None, log
         progress(finished, todo_total)
 
     t0 = time.perf_counter()
-    generated = 0
+    counted = [finished]
+
+    def written(n: int) -> None:  # from the writer thread, once a batch is on disk
+        counted[0] += n
+        if progress:
+            progress(counted[0], todo_total)
+
+    save = lambda idx, images: outputs.save_images(out_dir, idx, labels, images)  # noqa: E731
     try:
-        for shard in shards_of_rank(len(labels), job.shard_size, env.rank, env.world_size):
-            for start in range(shard.start, shard.stop, job.batch_size):
-                idx = np.arange(start, min(shard.stop, start + job.batch_size))
-                if done[idx].all():
-                    continue
-                images = _sample_batch(gpt, vq, labels[idx], job, batch_seed(job.seed, start), device)
-                missing = ~done[idx]
-                outputs.save_images(out_dir, idx[missing], labels, images[missing])
-                generated += int(missing.sum())
-                finished += int(missing.sum())
-                if progress:
-                    progress(finished, todo_total)
+        with ImageWriter(save, out_dir / outputs.IMAGES, written) as writer:
+            for shard in shards_of_rank(len(labels), job.shard_size, env.rank, env.world_size):
+                for start in range(shard.start, shard.stop, job.batch_size):
+                    idx = np.arange(start, min(shard.stop, start + job.batch_size))
+                    if done[idx].all():
+                        continue
+                    images = _sample_batch(gpt, vq, labels[idx], job, batch_seed(job.seed, start), device)
+                    missing = ~done[idx]
+                    writer.put(idx[missing], images[missing])
     finally:
         gpt.free_cache()
+    generated = writer.written
     seconds = time.perf_counter() - t0
 
     barrier(env)

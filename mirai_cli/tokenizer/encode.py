@@ -75,7 +75,7 @@ def _batches(images: ShardImages, batch_size: int, workers: int, strict: bool,
 def encode_crops(model: VQModel, crops: np.ndarray, device: torch.device, precision: str) -> np.ndarray:
     """uint8 [B, crops, S, S, 3] -> int64 codes [B, crops, h*w]."""
     b, n = crops.shape[:2]
-    x = to_model_input(crops.reshape((b * n,) + crops.shape[2:])).to(device)
+    x = to_model_input(crops.reshape((b * n,) + crops.shape[2:]), device)
     with autocast(device, precision):
         codes = model.encode_to_codes(x)
     return codes.view(b, n, -1).cpu().numpy()

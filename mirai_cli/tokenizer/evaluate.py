@@ -33,7 +33,7 @@ def evaluate_reconstruction(model: VQModel, images: np.ndarray, device: torch.de
     model.eval()
     recons, used = [], torch.zeros(model.cfg.codebook_size, dtype=torch.bool)
     for s in range(0, len(images), batch_size):
-        x = to_model_input(images[s: s + batch_size]).to(device)
+        x = to_model_input(images[s: s + batch_size], device)
         with autocast(device, precision):
             rec, q = model(x)
         used[q.codes.reshape(-1).cpu()] = True

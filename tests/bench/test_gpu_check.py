@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = {f"train/{v}/eager" for v in ("baseline", "mirai-e", "mirai-i-cached", "mirai-i-online")} | {
-    "resume", "fsdp", "sample/tokens", "sample/b4", "evaluate"}
+    "defaults", "resume", "fsdp", "sample/tokens", "sample/b4", "evaluate"}
 
 
 @pytest.mark.slow

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from mirai_cli.data.crops import CROP_NAMES, center_crop_arr, make_crops
+from mirai_cli.data.crops import CROP_NAMES, center_crop_arr, make_crops, to_model_input
 from mirai_cli.errors import MiraiError
 
 
@@ -56,3 +57,52 @@ def test_flip_and_none_modes():
     assert none.shape == (1, 32, 32, 3) and np.array_equal(none[0], base)
     with pytest.raises(MiraiError, match="unknown crop mode"):
         make_crops(img, 32, "fivecrop")
+
+
+def device_copies(fn):
+    """Run fn, recording every tensor copy that crosses devices: (source dtype, source device, target device)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Copies(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            src = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if src is not None and isinstance(out, torch.Tensor) and out.device != src.device:
+                seen.append((src.dtype, src.device.type, out.device.type))
+            return out
+
+    with Copies():
+        result = fn()
+    return result, seen
+
+
+def test_crops_travel_to_the_device_as_uint8_and_are_converted_there():
+    crops = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    # "meta" stands for an accelerator on a CPU-only machine: a real device change, no data.
+    x, seen = device_copies(lambda: to_model_input(crops, torch.device("meta")))
+    assert seen == [(torch.uint8, "cpu", "meta")]  # a quarter of the float bytes cross
+    assert x.device.type == "meta" and x.dtype == torch.float32 and x.shape == (3, 3, 8, 8)
+    here = to_model_input(crops)
+    assert torch.equal(to_model_input(crops, torch.device("cpu")), here)
+    pixel = crops[0, 0, 0].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    assert here.min() >= -1 and here.max() <= 1 and torch.equal(here[0, :, 0, 0], torch.from_numpy(pixel))
+
+
+def test_encode_converts_the_crops_on_the_tokenizers_device(monkeypatch):
+    import mirai_cli.tokenizer.encode as encode
+    from mirai_cli.tokenizer.config import VQConfig
+    from mirai_cli.tokenizer.vq_model import VQModel
+
+    cfg = VQConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, decoder_num_res_blocks=1, z_channels=4, codebook_size=16,
+                   codebook_dim=4, norm_groups=4)
+    model = VQModel(cfg).eval()
+    crops = np.random.default_rng(1).integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
+    before = model.encode_to_codes(to_model_input(crops.reshape(6, 8, 8, 3))).view(2, 3, -1).numpy()
+    given = []
+    real = encode.to_model_input
+    monkeypatch.setattr(encode, "to_model_input", lambda c, device=None: given.append(device) or real(c, device))
+    codes = encode.encode_crops(model, crops, torch.device("cpu"), "fp32")
+    assert given == [torch.device("cpu")]  # the uint8 crops go to the device, the floats are made there
+    assert np.array_equal(codes, before)

@@ -126,3 +126,37 @@ def test_teacher_interface_and_ordering():
     teacher.ema.update(model)
     assert not torch.allclose(teacher.targets(batch), before)
     assert teacher.ema is ema and teacher.teacher_space == "sequence" and teacher.teacher_dim == 32
+
+
+def compiled(block) -> bool:
+    return getattr(block, "_compiled_call_impl", None) is not None
+
+
+def test_a_compiled_teacher_runs_its_blocks_compiled_and_gives_the_same_targets(monkeypatch):
+    import mirai_cli.gpt.model as gpt_model
+
+    # aot_eager traces what inductor would compile, without a C++ build on the test machine.
+    monkeypatch.setattr(gpt_model, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    _, ema, tokens, labels = setup()
+    eager = EMATeacher(ema, depth=2)(tokens, labels)
+    teacher = EMATeacher(ema, depth=2, compile=True)
+    assert [compiled(b) for b in ema.module.layers] == [True, True, False]  # only the blocks it needs
+    assert torch.equal(teacher(tokens, labels), eager)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    assert set(ema.module.state_dict()) == set(ema.state_dict())  # names unchanged: checkpoints stay the same
+    torch._dynamo.reset()
+
+
+def test_the_teacher_compiles_with_train_compile_on_cuda_only():
+    from mirai_cli.config import load_config
+    from mirai_cli.foresight.teachers.build import build_teacher
+
+    for device, setting, expected in [("cuda", "auto", True), ("cpu", "auto", False), ("cpu", "true", True),
+                                      ("cuda", "false", False)]:
+        config = load_config(["mirai-e", "tiny"], [f"train.compile={setting}", "train.ema_decay=0.5"])
+        gpt = GPT(GPTConfig(**CFG))
+        # The EMA path builds a copy of `gpt` (on its own device) and only reads the device type for the choice.
+        teacher = build_teacher(config, None, gpt, torch.device(device), make_ema=EMA)
+        assert compiled(teacher.model.layers[0]) is expected, (device, setting)

@@ -132,7 +132,7 @@ def test_kept_cache_is_reused_and_still_exact(model):
 
 
 def test_compiled_decode_step_captures_one_graph_and_matches(model, monkeypatch):
-    import mirai_cli.gpt.generate as G
+    import mirai_cli.gpt.model as G
 
     # aot_eager traces exactly what inductor would (fullgraph=True: a graph break is an error) without a
     # minute-long C++ build; `mirai sample --compile` uses inductor.

@@ -276,3 +276,77 @@ def test_llamagen_format_checkpoint_takes_heads_and_grid_from_the_user(setup, tm
     assert any("dropped 2 training-only tensors (projectors)" in line for line in logs)
     run_sample_job(job_for(run, tmp_path / "o3", classes=[0, 2]), env=CPU)
     assert pngs(tmp_path / "o2") == pngs(tmp_path / "o3")
+
+
+def test_auto_settings_resolve_for_the_device_and_the_manifest_records_what_ran(setup, tmp_path):
+    from mirai_cli.sampling.job import resolved_job
+
+    _, _, run = setup
+    job = job_for(run, tmp_path / "auto", batch_size="auto", options=SampleOptions(cfg_scale=2.0, top_k=20))
+    assert (job.batch_size, job.options.compile, job.options.weights_dtype) == ("auto", "auto", "auto")
+    cpu = resolved_job(job, torch.device("cpu"))
+    assert (cpu.batch_size, cpu.options.compile, cpu.options.weights_dtype) == (32, False, "fp32")
+    cuda = resolved_job(job, torch.device("cuda"))  # a device type only: nothing runs on it
+    assert (cuda.batch_size, cuda.options.compile, cuda.options.weights_dtype) == (128, True, "bf16")
+    fp32 = resolved_job(job_for(run, tmp_path, options=SampleOptions(precision="fp32")), torch.device("cuda"))
+    assert fp32.options.weights_dtype == "fp32"  # fp32 sampling keeps fp32 weights: its tokens stay exact
+    run_sample_job(job, env=CPU)
+    manifest = json.loads((tmp_path / "auto" / "sample_manifest.json").read_text())
+    assert manifest["batch_size"] == 32 and manifest["options"]["weights_dtype"] == "fp32"
+    assert "weights_dtype" not in manifest["identity"]  # fp32 weights: the identity of earlier samples
+    with pytest.raises(MiraiError, match="batch size must be a number >= 1 or 'auto'"):
+        run_sample_job(job_for(run, tmp_path / "bad", batch_size="wide"), env=CPU)
+
+
+def test_the_writer_thread_writes_the_files_a_synchronous_loop_writes(setup, tmp_path):
+    from mirai_cli.data.images import save_png
+    from mirai_cli.gpt.checkpoint import load_gpt_checkpoint
+    from mirai_cli.sampling import outputs
+    from mirai_cli.sampling.job import _sample_batch, batch_seed
+    from mirai_cli.tokenizer.checkpoint import load_tokenizer
+
+    _, tok, run = setup
+    job = job_for(run, tmp_path / "threaded", batch_size=4)
+    run_sample_job(job, env=CPU)
+    # Before the writer thread: each batch sampled, then its PNGs written one by one on the same thread.
+    gpt, _, _ = load_gpt_checkpoint(run, "ema", device=torch.device("cpu"))
+    vq, _ = load_tokenizer(tok, device=torch.device("cpu"))
+    labels = class_plan(3, per_class=2)
+    reference = tmp_path / "reference"
+    for start in range(0, 6, 4):
+        idx = np.arange(start, min(6, start + 4))
+        for i, image in zip(idx, _sample_batch(gpt.eval(), vq, labels[idx], job, batch_seed(3, start),
+                                               torch.device("cpu"))):
+            save_png(image, reference / outputs.image_name(int(i), int(labels[i])))
+    files = lambda d: {p.name: p.read_bytes() for p in sorted(d.glob("*.png"))}  # noqa: E731
+    assert files(tmp_path / "threaded" / "images") == files(reference) and len(files(reference)) == 6
+
+
+def test_a_failed_png_write_stops_the_job_with_one_line_and_a_rerun_finishes_it(setup, tmp_path, monkeypatch):
+    import errno
+
+    from mirai_cli.sampling import outputs
+
+    _, _, run = setup
+    clean = tmp_path / "clean"
+    run_sample_job(job_for(run, clean, batch_size=2), env=CPU)
+    real = outputs.save_png
+
+    def disk_full_after_two(image, path):
+        if int(path.name[:6]) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(image, path)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(outputs, "save_png", disk_full_after_two)
+    with pytest.raises(MiraiError) as failed:
+        run_sample_job(job_for(run, out, batch_size=2), env=CPU)
+    message = str(failed.value)
+    assert "cannot write sample images" in message and "No space left on device" in message
+    assert "\n" not in message and "run the same job again" in message
+    assert sorted(p.name for p in (out / "images").glob("*.png")) == ["000000_c0000.png", "000001_c0000.png"]
+    assert not (out / "samples.npz").exists() and not (out / "grid.png").exists()  # it does not look finished
+    monkeypatch.setattr(outputs, "save_png", real)
+    res = run_sample_job(job_for(run, out, batch_size=2), env=CPU)
+    assert (res.generated, res.skipped) == (4, 2) and res.npz is not None
+    assert pngs(out) == pngs(clean)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mirai_cli.config import MiraiConfig
+from mirai_cli.config.auto import resolve_compile
 from mirai_cli.data.store import TokenStore
 from mirai_cli.errors import MiraiError
 from mirai_cli.foresight.feature_cache import build_feature_cache, open_feature_cache
@@ -90,7 +91,7 @@ def build_teacher(
     if fc.source == "ema":
         shared = sample_ema is not None and sample_ema.decay == fc.ema_decay
         return EMATeacher(sample_ema if shared else make_ema(gpt, fc.ema_decay), fc.depth or 1, fc.level,
-                          target_options(config))
+                          target_options(config), compile=resolve_compile(config.train.compile, device.type))
     if fc.source == "encoder":
         if not fc.cache_teacher:
             return OnlineEncoderTeacher(build_frozen_encoder(config, store, device), StorePixels(store))

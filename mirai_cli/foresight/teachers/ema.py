@@ -16,6 +16,7 @@ from torch import nn
 
 from mirai_cli.foresight.teachers.base import Teacher, TeacherBatch
 from mirai_cli.foresight.teachers.targets import TargetOptions, normalise_targets, teacher_autocast
+from mirai_cli.gpt.model import compile_blocks
 
 
 class EMATeacher(Teacher):
@@ -26,7 +27,8 @@ class EMATeacher(Teacher):
     ema: an EMA (engine/ema.py: `.module`), the engine's sampling EMA or one of the teacher's own decay; the
     engine updates and saves it either way.
     level="output" (the injection ablation) targets the EMA's final normed hidden state instead; that needs
-    the full forward. options: precision ("fp32", the paper's code: the fp32 EMA outside autocast, or "bf16")
+    the full forward. compile (train.compile resolved): its blocks run torch.compiled (`compile_blocks`), the
+    8-block forward of every micro-batch fused like the student's. options: precision ("fp32", the paper's code: the fp32 EMA outside autocast, or "bf16")
     and norm / norm_alpha (`normalise_targets`; "spatial" statistics come from the cell positions 1.., the
     class position 0 is normalised with them).
     """
@@ -35,7 +37,7 @@ class EMATeacher(Teacher):
 
     def __init__(
         self, ema: Any, depth: int, level: Literal["internal", "output"] = "internal",
-        options: Optional[TargetOptions] = None,
+        options: Optional[TargetOptions] = None, compile: bool = False,
     ) -> None:
         if level not in ("internal", "output"):
             raise ValueError(f"level must be 'internal' or 'output', got {level!r}")
@@ -43,6 +45,8 @@ class EMATeacher(Teacher):
         self.depth = int(depth)
         self.level = level
         self.options = options or TargetOptions()
+        if compile:  # only the blocks the targets need (all of them for level "output")
+            compile_blocks(self.model.layers if level == "output" else self.model.layers[: self.depth])
 
     @property
     def model(self) -> nn.Module:

@@ -1,10 +1,12 @@
-"""Ablation axes (docs/method.md): one base preset x one axis -> variants that differ only on that axis.
+"""A study's variants (docs/usage.md, "Ablate"): one base preset x one axis (the axes and the setting each one
+sets: `registries.ABLATE_AXES`) x the study's seeds.
 
-A variant is the base preset plus a few `--set` overrides. The baseline (foresight.source = "none") is
-always part of a study, so every table has the number to beat. For axes that only mean something with a
-teacher (level, layout, k, depth, lambda, warmup), the method comes from the base preset, or Mirai-E when
-the base has none; the encoder and encoder_layer axes use Mirai-I, and target_norm uses Mirai-I when the base
-has no teacher.
+A variant is the base preset plus a few `--set` overrides: the axis's setting, the fields that value fixes
+with it (`derived_overrides`), the teacher when the axis needs one, and `train.seed`. The baseline
+(foresight.source = "none") runs on every seed of the study, plus `ablate.baseline_seeds - 1` more, so every
+table has the number to beat and its noise. For axes that only mean something with a teacher (level, layout,
+k, depth, lambda, warmup) the method comes from the base preset, or Mirai-E when the base has none; the
+encoder and encoder_layer axes use Mirai-I, and target_norm uses Mirai-I when the base has no teacher.
 """
 
 from __future__ import annotations

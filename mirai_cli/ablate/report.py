@@ -178,7 +178,7 @@ def _interval(low: Any, high: Any, upper_open: bool = True) -> str:
     return f"[{_fmt(low)}, {_fmt(high) if high is not None else ('never' if upper_open else '-')}]"
 
 
-def _mean_sd(summary: Optional[dict[str, Any]]) -> str:
+def mean_sd(summary: Optional[dict[str, Any]]) -> str:
     if not summary:
         return "-"
     return _fmt(summary["mean"]) + (f" ± {_fmt(summary['sd'])}" if summary["sd"] is not None else "")
@@ -249,7 +249,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         line = [row["variant"], _fmt(row[axis]), str(len(row["seeds"])), _fmt(row["step"])]
         for key in HEADLINE:
             summary = row[key]
-            line += [_mean_sd(summary), _interval(*summary["ci95"], upper_open=False) if summary else "-"]
+            line += [mean_sd(summary), _interval(*summary["ci95"], upper_open=False) if summary else "-"]
         line += [_fmt(row[k]["mean"]) if row[k] else "-" for k in METRIC_KEYS if k not in HEADLINE]
         by_step = row[f"{PRIMARY}_by_step"]
         line += [_fmt(by_step[s]["mean"]) if by_step.get(s) else "-" for s in steps]
@@ -266,21 +266,26 @@ def run_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def interval_verdict(low: Optional[float], high: Optional[float]) -> str:
+    """A gain's 95% interval in words (positive gains are better)."""
+    if low is None or high is None:
+        return "no interval (one seed)"
+    if low > 0:
+        return "better"
+    if high < 0:
+        return "worse"
+    return "no difference shown"
+
+
 def paired_verdict(row: dict[str, Any], key: str, name: str) -> Optional[str]:
     """The variant's paired final gain in words: does its 95% t interval exclude 0, and on which side?"""
     block = row[f"{key}_paired"]
     if not block or not block["final_gain"]:
         return None
     gain = block["final_gain"]
-    low, high = gain["ci95"]
-    if low is None:
-        reading = "one seed pair: no interval"
-    elif low > 0:
-        reading = "the interval excludes 0: better"
-    elif high < 0:
-        reading = "the interval excludes 0: worse"
-    else:
-        reading = "the interval includes 0: no difference shown"
+    verdict = interval_verdict(*gain["ci95"])
+    reading = {"better": "the interval excludes 0: better", "worse": "the interval excludes 0: worse",
+               "no difference shown": "the interval includes 0: no difference shown"}.get(verdict, verdict)
     return (f"- {row['variant']}, {name}: paired gain at step {block['final_step']} (baseline - variant, same seed, "
             f"n={gain['n']}) {format_gain(gain)}: {reading}; speed-up per pair {format_paired_speedup(block['speedup'])}")
 

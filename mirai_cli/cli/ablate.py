@@ -30,8 +30,9 @@ def ablate_command(
 ) -> None:
     """Run a study: baseline + one variant per axis value, trained, sampled and evaluated along the way."""
     from mirai_cli.ablate.axes import differing_fields
-    from mirai_cli.ablate.report import to_markdown, write_report
+    from mirai_cli.ablate.report import write_report
     from mirai_cli.ablate.runner import plan_study, run_study
+    from mirai_cli.ablate.summary import study_summary
     from mirai_cli.config import load_config
     from mirai_cli.errors import MiraiError
     from mirai_cli.tokenizer.from_config import ensure_tokenizer_and_store
@@ -77,6 +78,5 @@ def ablate_command(
     if only is not None:
         return
     report = write_report(study.root, study.variants, results, axis)
-    emit(to_markdown(report))
-    console.print(f"[green]done[/] in {time.perf_counter() - start:.0f} s: {study.root}/report.md, report.csv, "
-                  f"report.json, convergence.png, grid_*.png")
+    console.print(f"[green]done[/] in {time.perf_counter() - start:.0f} s")
+    emit(study_summary(report, study.root / "report.md"))  # the full table is in the report files

@@ -306,7 +306,7 @@ class TrainConfig(Section):
         True, description="CUDA: fp32 matmuls and convolutions (fp32 foresight targets, fp32 training) in TF32, as "
         "LlamaGen's training sets it; false = full fp32 (~8x slower on tensor-core GPUs)"
     )
-    tensorboard: bool = Field(False, description="also log every metric to <run>/tensorboard (pip install 'mirai[tensorboard]')")
+    tensorboard: bool = Field(False, description="also log every metric to <run>/tensorboard (pip install 'mirai-cli[tensorboard]')")
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp", description="multi-process strategy under torchrun: ddp (a full copy per process) or fsdp (FSDP2: "
         "weights, gradients and optimizer state sharded, for GPT-XXL and up)"

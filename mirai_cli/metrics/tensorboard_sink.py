@@ -1,4 +1,4 @@
-"""Optional TensorBoard logging (`train.tensorboard = true`, `pip install 'mirai[tensorboard]'`): every term of
+"""Optional TensorBoard logging (`train.tensorboard = true`, `pip install 'mirai-cli[tensorboard]'`): every term of
 each metrics record the trainer writes to metrics.jsonl also goes to <run>/tensorboard as a scalar."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class TensorBoardSink:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:  # torch ships the writer; it needs the tensorboard package
             raise MiraiError("train.tensorboard = true needs the tensorboard package: pip install "
-                             "'mirai[tensorboard]' (or pip install tensorboard), or set train.tensorboard = false") from e
+                             "'mirai-cli[tensorboard]' (or pip install tensorboard), or set train.tensorboard = false") from e
         self.writer = SummaryWriter(str(log_dir))
 
     def write(self, record: dict[str, Any]) -> None:

@@ -194,6 +194,8 @@ def test_ablate_stops_on_ctrl_c_with_130_and_the_rerun_evaluates_every_round(tin
     assert not (baseline / "evals.jsonl").exists() and not (tmp_path / "study" / "runs" / "source-ema").exists()
     done = mirai(*args, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the terminal gets a short summary ending with the report's path, not the report's wide table
+    assert done.stdout.splitlines()[-1].startswith("full report: ") and "| variant |" not in done.stdout
     for variant in ("baseline", "source-ema"):
         evals = read_metrics(tmp_path / "study" / "runs" / variant / "evals.jsonl")
         assert [r["step"] for r in evals] == [100, 200], variant

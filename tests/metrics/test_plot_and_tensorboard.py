@@ -2,11 +2,13 @@
 
 import importlib.util
 import json
+import re
 
 import pytest
-from clirun import assert_ok, assert_one_line_error, mirai
+from clirun import REPO, assert_ok, assert_one_line_error, mirai
 from PIL import Image
 
+from mirai_cli.config.loader import tomllib
 from mirai_cli.errors import MiraiError
 from mirai_cli.metrics.plot import loss_terms, read_run
 from mirai_cli.metrics.tensorboard_sink import open_sink
@@ -33,7 +35,8 @@ def test_plot_two_runs_as_a_subprocess(tmp_path):
 def test_tensorboard_sink_off_is_none_and_on_writes_or_says_how_to_install(tmp_path):
     assert open_sink(tmp_path, False) is None
     if importlib.util.find_spec("tensorboard") is None:
-        with pytest.raises(MiraiError, match=r"pip install 'mirai\[tensorboard\]'"):
+        distribution = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]  # what pip knows
+        with pytest.raises(MiraiError, match=re.escape(f"pip install '{distribution}[tensorboard]'")):
             open_sink(tmp_path, True)
         return
     sink = open_sink(tmp_path, True)

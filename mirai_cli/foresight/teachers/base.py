@@ -13,7 +13,7 @@
 `batch` is any object with `codes` [B, N] and `labels` [B] on the device, `images` / `crops` (store rows and
 crop ids, numpy) and `teacher` (what read_ahead returned, moved to the device, or None).
 Ordering (the method depends on it): targets at step t come from the EMA after step t-1: call `targets`
-for every micro-batch before `update`.
+for every micro-batch of step t before the engine updates `teacher.ema`.
 """
 
 from __future__ import annotations

@@ -160,3 +160,20 @@ def test_the_cli_runs_a_study_file_in_parallel_processes(tiny_store, tmp_path):
     assert list(rows["ema-long"]["curve"]) == [2, 4, 6]
     assert [rows["ema-long"]["curve"][s] for s in (2, 4)] == [rows["ema"]["curve"][s] for s in (2, 4)]
     assert (tmp_path / "studies" / "s" / "runs" / "ema-long-s0.log").is_file()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_committed_row_is_a_variant_of_one_study_file():
+    """docs/studies/*.toml load through the schema; every row of docs/study_rows.jsonl names a variant of exactly
+    one of them, so `mirai ablate --study FILE --variants NAME --seeds S` reproduces it."""
+    owner: dict[str, Path] = {}
+    for path in sorted((REPO / "docs" / "studies").glob("*.toml")):
+        study = read_study_file(path)
+        assert study.rows == "docs/study_rows.jsonl", path
+        for name in study.variants:
+            assert name not in owner, f"{name} in {owner.get(name)} and {path}"
+            owner[name] = path
+    rows = read_rows(REPO / "docs" / "study_rows.jsonl")
+    assert rows and {name for _, name, _ in rows} <= set(owner)

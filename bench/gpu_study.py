@@ -140,7 +140,7 @@ def run(folder: Path, out: Path, work: Path, extra: list[str], seeds: list[int],
                      + extra)
         study = plan_study(["tiny"], overrides, "source", ["encoder"], work / name)
         t0 = time.perf_counter()
-        results = run_study(study, ["tiny"], overrides, prepare_data=lambda config: None, progress=False,
+        results = run_study(study, prepare_data=lambda config: None, progress=False,
                             log=lambda message, name=name: print(f"[{name}] {message}", flush=True))
         report = build_rows(study.variants, results, "source")
         mirai = report["rows"][-1]

@@ -1,15 +1,18 @@
-"""The study's comparisons re-read paired by seed, from committed rows (docs/study_rows.jsonl: the sweep's
-selection seeds; docs/study_fresh_rows.jsonl: the fresh-seed reports' numbers transcribed from docs/study.md and
-docs/reports). Same seed = same initialisation, data order and dropout in both arms, so each variant row is
-compared with the baseline row of its own seed and tokenizer fit (mirai_cli.ablate.stats, as `mirai ablate`).
+"""The study's comparisons re-read paired by seed, from committed rows (docs/study_rows.jsonl: every finished run
+of the study files docs/studies/*.toml, recorded by `mirai ablate --study`; docs/study_fresh_rows.jsonl: the
+fresh-seed reports' numbers transcribed from docs/study.md and docs/reports). Same seed = same initialisation,
+data order and dropout in both arms, so each variant row is compared with the baseline row of its own seed and
+tokenizer fit (mirai_cli.ablate.sweep_table and .stats, as `mirai ablate`).
 
+    python bench/study_paired.py table > docs/study_sweep.md          # the sweep table, every row
     python bench/study_paired.py pair base-3k enc-s8-l05-3k          # paired final gain, per-pair speed-up
     python bench/study_paired.py pairs --rows docs/study_fresh_rows.jsonl [--metric fid]   # every comparison
     python bench/study_paired.py student-size --plot docs/study_student_size.png      # gain vs student size
+    python bench/study_paired.py horizon base-3k enc-s16-l05-3k      # speed-up against run length
+    python bench/study_paired.py extrapolate base-d20k enc-s16-l05-d20k   # ... at longer horizons (a power law)
     python bench/study_paired.py gains 0.026 0.017 0.021            # t interval of given per-seed gains
 
-Without --rows the sweep's records and this checkout's run folders are read (bench/study_sweep.py). A row's
-baseline is its "baseline" field, else study_sweep.BASELINE_OF, else `base`. Rows with only a final value (no
+A row's baseline is its "baseline" field, else its study file's (docs/studies). Rows with only a final value (no
 curve) give the paired gain but no speed-up: "needs a rerun (curves not committed)".
 """
 
@@ -20,98 +23,41 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import study_sweep as sweep
-
 from mirai_cli.ablate.report import format_gain, format_paired_speedup
-from mirai_cli.ablate.stats import paired_gains, paired_speedups, summarize, welch_difference
+from mirai_cli.ablate.rows import read_rows
+from mirai_cli.ablate.stats import mean_curve, paired_gains, paired_speedups, summarize, welch_difference
+from mirai_cli.ablate.sweep_table import (
+    PAIRS_HEADER,
+    Catalog,
+    Rows,
+    compare,
+    pair_line,
+    pairs_table,
+    rows_by_fit,
+    speedup_text,
+    started_runs,
+    sweep_table,
+)
 
-Rows = dict[tuple[str, int], dict]  # one tokenizer fit's rows by (config, seed)
-CURVE_KEY = {"val_nll": "curve", "fid": "fd_curve"}
+ROWS = Path("docs/study_rows.jsonl")
+STUDIES = Path("docs/studies")
 # The student-size question (docs/study.md, session 6): (baseline, Mirai-I stride 8) per width, 4 layers, 3000 steps
 STUDENT_SIZES = [("base-3k", "enc-s8-l05-3k"), ("base-w256-3k", "enc-s8-l05-w256-3k"),
                  ("base-w384-3k", "enc-s8-l05-w384-3k")]
-NEEDS_RERUN = "needs a rerun (curves not committed)"
 
 
-def rows_by_fit(rows_path: Optional[Path]) -> dict[str, Rows]:
-    """Finished rows grouped by tokenizer fit (rows of different fits are never compared)."""
-    if rows_path is None:
-        return {fit: {k: r for k, r in rows.items() if r} for fit, rows in sweep.generations().items()
-                if fit != "unfinished"}
+def read_groups(rows_path: Path) -> dict[str, Rows]:
+    """Rows grouped by tokenizer fit (rows of different fits are never compared)."""
     if not rows_path.is_file():
         raise SystemExit(f"no rows file {rows_path}")
-    groups: dict[str, Rows] = {}
-    for (fit, name, seed), row in sweep.recorded_rows(rows_path).items():
-        groups.setdefault(fit, {})[(name, seed)] = row
-    return groups
-
-
-def baseline_of(rows: Rows, name: str) -> str:
-    given = {r.get("baseline") for (n, _), r in rows.items() if n == name} - {None}
-    return given.pop() if given else sweep.BASELINE_OF.get(name, "base")
-
-
-def curves(rows: Rows, name: str, metric: str) -> dict[int, dict[int, float]]:
-    key = CURVE_KEY[metric]
-    return {seed: {int(s): v for s, v in r[key].items()} for (n, seed), r in rows.items() if n == name and key in r}
-
-
-def compare(rows: Rows, base_name: str, name: str, metric: str = "val_nll") -> Optional[dict]:
-    """Paired final gain (baseline - variant at the last step both have) and per-pair speed-up over the shared
-    seeds; None without a shared seed."""
-    base, var = curves(rows, base_name, metric), curves(rows, name, metric)
-    seeds = sorted(set(base) & set(var))
-    if not seeds:
-        return None
-    b, v = [base[s] for s in seeds], [var[s] for s in seeds]
-    gains = paired_gains(b, v)
-    if not gains:
-        return None
-    final = max(gains)
-    committed = all(len(c) > 1 for c in b + v)
-    return {"baseline": base_name, "variant": name, "seeds": seeds, "step": final, "gain": gains[final],
-            "per_seed": [x[final] - y[final] for x, y in zip(b, v)],
-            "speedup": paired_speedups(b, v) if committed else None}
-
-
-def speedup_text(result: dict) -> str:
-    return format_paired_speedup(result["speedup"].to_dict()) if result["speedup"] else NEEDS_RERUN
-
-
-def targets_text(result: dict) -> str:
-    if not result["speedup"]:
-        return "-"
-    kinds = [p.target.kind if p.target.kind == "final" else f"best @{p.target.best_step} ({p.target.kind})"
-             for p in result["speedup"].pairs]
-    return kinds[0] if len(set(kinds)) == 1 else ", ".join(kinds)
-
-
-HEADER = ("| baseline | variant | fit | seeds | step | per-seed gain | paired gain [95% CI] | speed-up per pair [95% CI] "
-          "| target |\n|---|---|---|---|---|---|---|---|---|")
-
-
-def line(result: dict, fit: str) -> str:
-    return (f"| {result['baseline']} | {result['variant']} | {fit} | {', '.join(map(str, result['seeds']))} "
-            f"| {result['step']} | {' / '.join(f'{g:+.4g}' for g in result['per_seed'])} "
-            f"| {format_gain(result['gain'].to_dict())} | {speedup_text(result)} | {targets_text(result)} |")
+    return rows_by_fit(read_rows(rows_path))
 
 
 def pair(groups: dict[str, Rows], base_name: str, name: str, metric: str) -> str:
     found = [(fit, r) for fit, rows in groups.items() if (r := compare(rows, base_name, name, metric))]
     if not found:
         raise SystemExit(f"no seed on which both {base_name} and {name} finished on one tokenizer fit")
-    return "\n".join([HEADER] + [line(r, fit) for fit, r in found]) + "\n"
-
-
-def pairs(groups: dict[str, Rows], metric: str) -> str:
-    """Every variant row against its baseline, per tokenizer fit, where they share a seed."""
-    lines = [HEADER]
-    for fit, rows in groups.items():
-        for name in sorted({n for n, _ in rows}):
-            base_name = baseline_of(rows, name)
-            if name != base_name and (r := compare(rows, base_name, name, metric)):
-                lines.append(line(r, fit))
-    return "\n".join(lines) + "\n"
+    return "\n".join([PAIRS_HEADER] + [pair_line(r, fit) for fit, r in found]) + "\n"
 
 
 def latest(groups: dict[str, Rows], base_name: str, name: str) -> Optional[tuple[str, dict]]:
@@ -123,18 +69,17 @@ def latest(groups: dict[str, Rows], base_name: str, name: str) -> Optional[tuple
     return None
 
 
-def student_parameters(name: str) -> dict[str, int]:
+def student_parameters(catalog: Catalog, name: str) -> dict[str, int]:
     """The student's width and parameter counts, from the row's model config (the library builds it)."""
-    from mirai_cli.config import load_config
     from mirai_cli.engine.run import gpt_config_from
     from mirai_cli.gpt.model import parameter_counts
 
-    config = load_config(sweep.PRESETS, sweep.CONFIGS[name] + sweep.COMMON)
+    config = catalog.owner[name].config(name)
     return {"width": config.model.dim, "layers": config.model.layers,
             **parameter_counts(gpt_config_from(config))}
 
 
-def student_size(groups: dict[str, Rows], plot: Optional[Path]) -> str:
+def student_size(groups: dict[str, Rows], catalog: Catalog, plot: Optional[Path]) -> str:
     """Paired gain and per-pair speed-up at each student width that has finished rows, against the student's
     non-embedding parameters; the Welch interval of (largest width - width 128) for both, as the rule in
     docs/study.md reads them."""
@@ -142,10 +87,10 @@ def student_size(groups: dict[str, Rows], plot: Optional[Path]) -> str:
     for base_name, name in STUDENT_SIZES:
         found = latest(groups, base_name, name)
         if found:
-            points.append((student_parameters(name), found[0], found[1]))
+            points.append((student_parameters(catalog, name), found[0], found[1]))
     if not points:
-        raise SystemExit("no student-size rows finished yet: python bench/study_sweep.py run base-3k enc-s8-l05-3k "
-                         "--seeds 100 101 102")
+        raise SystemExit("no student-size rows finished yet: mirai ablate --study docs/studies/length.toml "
+                         "--variants enc-s8-l05-3k --seeds 100,101,102")
     lines = ["| width | layers | non-embedding parameters | fit | seeds | paired gain at 3000 [95% CI] "
              "| speed-up per pair [95% CI] |", "|---|---|---|---|---|---|---|"]
     for params, fit, r in points:
@@ -197,18 +142,74 @@ def plot_student_size(points: list, path: Path) -> None:
     plt.close(fig)
 
 
+def paired_curves(groups: dict[str, Rows], base_name: str, name: str) -> tuple[list[int], list[dict], list[dict]]:
+    """The seeds both rows finished on the latest tokenizer fit that has both, and each row's validation-NLL
+    curves on them (in seed order)."""
+    for rows in reversed(list(groups.values())):
+        base = {s: r["curve"] for (n, s), r in rows.items() if n == base_name}
+        var = {s: r["curve"] for (n, s), r in rows.items() if n == name}
+        seeds = sorted(set(base) & set(var))
+        if seeds:
+            return seeds, [base[s] for s in seeds], [var[s] for s in seeds]
+    raise SystemExit(f"no seed on which both {base_name} and {name} finished on one tokenizer fit")
+
+
+def horizon(groups: dict[str, Rows], base_name: str, name: str) -> str:
+    """Speed-up as a function of the run's length: both rows' curves cut at each evaluation step H, then per seed
+    pair the gain at H and the steps the variant needs to reach the pair's baseline target (its value at H, or
+    its best before H if it wandered) over the baseline's own first crossing of it; t intervals over the pairs."""
+    seeds, base, var = paired_curves(groups, base_name, name)
+    lines = [f"{name} vs {base_name}, seed pairs {seeds}", "", "| horizon H | baseline mean at H | paired gain at H "
+             "[95% CI] | speed-up per pair [95% CI] |", "|---|---|---|---|"]
+    for h, b in sorted(mean_curve(base).items()):
+        cut = [[{k: v for k, v in c.items() if k <= h} for c in arm] for arm in (base, var)]
+        gain = paired_gains(*cut).get(h)
+        lines.append(f"| {h} | {b:.4f} | {format_gain(gain.to_dict() if gain else None)} "
+                     f"| {format_paired_speedup(paired_speedups(*cut).to_dict())} |")
+    return "\n".join(lines) + "\n"
+
+
+def extrapolate(groups: dict[str, Rows], base_name: str, name: str, start: int = 1500, gap_from: int = 2000) -> str:
+    """Where the speed-up would reach 1.5x if the runs went on: fit L(H) = c + b H^-alpha to the baseline's
+    seed-mean curve (steps >= start; alpha by grid, c and b by least squares), take the variant as the baseline
+    curve lowered by its mean gap since `gap_from`, and solve for the steps at which the variant reaches the
+    baseline's value at H. An extrapolation, stated as one: it assumes the gap stays constant and nothing
+    overfits."""
+    import numpy as np
+
+    seeds, base_curves, curves = paired_curves(groups, base_name, name)
+    base, var = mean_curve(base_curves), mean_curve(curves)
+    h = np.array([k for k in base if k >= start], float)
+    loss = np.array([base[int(k)] for k in h])
+    fits = []
+    for alpha in np.linspace(0.05, 3, 296):
+        x = np.stack([np.ones_like(h), h ** -alpha], 1)
+        coef = np.linalg.lstsq(x, loss, rcond=None)[0]
+        fits.append((float(((x @ coef - loss) ** 2).mean()), alpha, *coef))
+    mse, alpha, c, b = min(fits)
+    gap = float(np.mean([base[k] - var[k] for k in base if k >= gap_from and k in var]))
+    lines = [f"{name} vs {base_name}, seeds {seeds}: baseline L(H) = {c:.4f} + {b:.4g} H^-{alpha:.2f} (rms "
+             f"{mse ** 0.5:.4f}), gap {gap:+.4f} nats (mean since step {gap_from})", "", "| horizon H | speed-up |",
+             "|---|---|"]
+    for horizon_steps in (max(base), 10000, 15000, 20000, 30000):
+        reach = ((b * horizon_steps ** -alpha + gap) / b) ** (-1 / alpha)
+        lines.append(f"| {horizon_steps} | {horizon_steps / reach:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", type=Path, default=STUDIES, help="the study files' folder (names, baselines)")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for cmd in ("pair", "pairs", "student-size"):
+    for cmd in ("table", "pair", "pairs", "student-size", "horizon", "extrapolate"):
         p = sub.add_parser(cmd)
-        if cmd == "pair":
+        if cmd in ("pair", "horizon", "extrapolate"):
             p.add_argument("baseline")
             p.add_argument("variant")
-        p.add_argument("--rows", type=Path, help="a rows file (default: the sweep's records and run folders)")
-        if cmd != "student-size":
-            p.add_argument("--metric", choices=sorted(CURVE_KEY), default="val_nll")
-        else:
+        p.add_argument("--rows", type=Path, default=ROWS, help=f"a rows file (default: {ROWS})")
+        if cmd in ("pair", "pairs"):
+            p.add_argument("--metric", choices=["val_nll", "fid"], default="val_nll")
+        if cmd == "student-size":
             p.add_argument("--plot", type=Path)
     g = sub.add_parser("gains", help="mean and 95%% t interval of given per-seed paired gains")
     g.add_argument("values", type=float, nargs="+")
@@ -217,13 +218,22 @@ def main() -> None:
         s = summarize(args.values)
         print(format_gain(s.to_dict() if s else None))
         return
-    groups = rows_by_fit(args.rows)
+    catalog = Catalog.of_folder(args.studies)
+    if args.cmd == "table":
+        rows = read_rows(args.rows)
+        sys.stdout.write(sweep_table(rows, catalog, started_runs(catalog, rows)))
+        return
+    groups = read_groups(args.rows)
     if args.cmd == "pair":
         out = pair(groups, args.baseline, args.variant, args.metric)
     elif args.cmd == "pairs":
-        out = pairs(groups, args.metric)
+        out = pairs_table(groups, catalog, args.metric)
+    elif args.cmd == "horizon":
+        out = horizon(groups, args.baseline, args.variant)
+    elif args.cmd == "extrapolate":
+        out = extrapolate(groups, args.baseline, args.variant)
     else:
-        out = student_size(groups, args.plot)
+        out = student_size(groups, catalog, args.plot)
     sys.stdout.write(out)
 
 

@@ -30,6 +30,9 @@ class Variant:
     overrides: tuple[str, ...]  # on top of the base presets and the study's own overrides
     seed: int = 0
     config: Optional[MiraiConfig] = field(default=None, compare=False)
+    group: Optional[str] = None  # a study file's variant name, shared by its seeds (an axis study: None)
+    compared_with: Optional[str] = None  # a study file's variant: the group of its baseline
+    continues: Optional["Variant"] = None  # a study file's variant: starts from this finished run (same seed)
 
     @property
     def is_baseline(self) -> bool:
@@ -169,16 +172,16 @@ def expand(
 
 def differing_fields(variants: Sequence[Variant]) -> list[str]:
     """Dotted preset fields whose values differ between variants (what `--dry-run` shows)."""
-    dumps = [_flatten(v.config.model_dump(by_alias=True)) for v in variants if v.config is not None]
+    dumps = [flat_settings(v.config.model_dump(by_alias=True)) for v in variants if v.config is not None]
     keys = sorted(set().union(*dumps)) if dumps else []
     return [k for k in keys if len({repr(d.get(k)) for d in dumps}) > 1]
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flat_settings(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

@@ -38,10 +38,10 @@ def group_variants(variants: Sequence[Variant]) -> list[tuple[str, list[Variant]
     """Variants that differ only by seed form one group, named after their first member (baseline first)."""
     groups: dict[Any, list[Variant]] = {}
     for v in variants:
-        groups.setdefault(None if v.is_baseline else repr(v.axis_value), []).append(v)
-    ordered = sorted(groups.items(), key=lambda kv: kv[0] is not None)
-    return [(members[0].name.rsplit("-s", 1)[0] if len(members) > 1 else members[0].name, members)
-            for _, members in ordered]
+        groups.setdefault(v.group or (None if v.is_baseline else repr(v.axis_value)), []).append(v)
+    ordered = sorted(groups.values(), key=lambda members: not members[0].is_baseline)
+    return [(members[0].group or (members[0].name.rsplit("-s", 1)[0] if len(members) > 1 else members[0].name),
+             members) for members in ordered]
 
 
 def curve(records: Sequence[dict[str, Any]], key: str) -> dict[int, float]:
@@ -398,16 +398,19 @@ def plot_convergence(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write_report(root: Path, variants: Sequence[Variant], results: dict[str, list[dict[str, Any]]], axis: str) -> dict[str, Any]:
-    """Write report.md/.csv/.json, convergence.png and one sample grid per variant; return the report data."""
+def write_report(root: Path, variants: Sequence[Variant], results: dict[str, list[dict[str, Any]]], axis: str,
+                 out: Optional[Path] = None) -> dict[str, Any]:
+    """Write report.md/.csv/.json, convergence.png and one sample grid per variant into `out` (default: the study
+    folder `root`); return the report data."""
     report = build_rows(variants, results, axis)
-    root.mkdir(parents=True, exist_ok=True)
-    write_text(root / "report.md", to_markdown(report))
-    write_text(root / "report.csv", to_csv(report))
-    write_json(root / "report.json", report)
-    plot_convergence(report, root / "convergence.png")
+    out = out or root
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "report.md", to_markdown(report))
+    write_text(out / "report.csv", to_csv(report))
+    write_json(out / "report.json", report)
+    plot_convergence(report, out / "convergence.png")
     for row in report["runs"]:
         grid = root / "runs" / row["variant"] / "samples" / f"step_{row['step']:08d}" / "grid.png"
         if grid.is_file():
-            shutil.copyfile(grid, root / f"grid_{row['variant']}.png")
+            shutil.copyfile(grid, out / f"grid_{row['variant']}.png")
     return report

@@ -1,35 +1,44 @@
 """Run a study: shared data, then for every variant train -> (at each evaluation step) sample -> evaluate.
 
 Layout of a study folder:
-    study.json                    the axis, the variants and their overrides (checked on a rerun)
+    study.json                    the axis or study file, the variants and their overrides (checked on a rerun)
     runs/<variant>/               a normal run folder (preset.toml, checkpoints, metrics.jsonl)
     runs/<variant>/evals.jsonl    one line per evaluation step: {"step", "metrics", "names", ...}
     runs/<variant>/samples/step_XXXXXXXX/   the class-balanced samples that were evaluated
     report.md / report.csv / report.json / convergence.png / grid_<variant>.png
+    reports/<baseline>/report.md ...   the same, per baseline, for a study file (ablate/study_file.py)
 
 Everything resumes: a finished evaluation is never redone, an interrupted variant continues from its last
-checkpoint, and the shared tokenizer, token store and teacher-feature cache are built once.
+checkpoint, and the shared tokenizer, token store and teacher-feature cache are built once. A study file's
+variant may continue another's finished run (same seed): its last checkpoint and evaluations are copied, then it
+trains on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from mirai_cli.ablate.axes import Variant, differing_fields, expand
+from mirai_cli.ablate.axes import Variant, differing_fields, expand, flat_settings
+from mirai_cli.ablate.report import write_report
+from mirai_cli.ablate.rows import append_row, run_row
+from mirai_cli.ablate.study_file import StudyFile, read_study_file, study_variants
 from mirai_cli.config import MiraiConfig, load_config
 from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import duration_to_steps
+from mirai_cli.engine.checkpoints import read_meta
+from mirai_cli.engine.run_dir import MANIFEST_FILE, PRESET_FILE
 from mirai_cli.engine.trainer import train
 from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation import cache_reference, evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.evaluation.nll import validation_nll
-from mirai_cli.files.atomic import write_json
+from mirai_cli.files.atomic import atomic_path, write_json
 from mirai_cli.gpt.checkpoint import latest_checkpoint, list_checkpoints, load_gpt_checkpoint
 from mirai_cli.metrics.log import read_metrics
 from mirai_cli.sampling import run_sample_job
@@ -42,14 +51,21 @@ Log = Callable[[str], None]
 @dataclasses.dataclass
 class Study:
     root: Path
-    axis: str
+    axis: str  # the axis, or the study file's name
     variants: list[Variant]
+    argv: list[str]  # the `mirai ablate` arguments that plan this study again (for --jobs processes)
+    record: dict[str, Any]  # how it was planned, for study.json
+    study_file: Optional[StudyFile] = None
 
     def run_dir(self, variant: Variant) -> Path:
         return self.root / "runs" / variant.name
 
     def evals_path(self, variant: Variant) -> Path:
         return self.run_dir(variant) / "evals.jsonl"
+
+    def sources(self) -> list[Variant]:
+        """The runs that variants continue (run first; not reported)."""
+        return list({v.continues.name: v.continues for v in self.variants if v.continues is not None}.values())
 
 
 def plan_study(
@@ -63,14 +79,42 @@ def plan_study(
     base = load_config(list(presets), list(overrides))
     variants = expand(presets, overrides, axis, values, baseline_seeds=base.ablate.baseline_seeds)
     root = Path(out_dir) if out_dir else Path(base.ablate.out_dir.format(axis=axis))
-    placed = []
-    for v in variants:
-        run = root / "runs" / v.name
-        config = v.config.model_copy(deep=True)  # type: ignore[union-attr]
-        config.train.run_dir = str(run)
-        placed.append(dataclasses.replace(v, overrides=v.overrides + (f'train.run_dir="{run}"',), config=config))
+    placed = [place(v, root) for v in variants]
     check_extractor_is_not_a_teacher(placed)
-    return Study(root=root, axis=axis, variants=placed)
+    argv = ["--axis", axis, *_options("--preset", presets), *_options("--set", overrides),
+            *(["--values", ",".join(str(v) for v in values)] if values else []), "--out", str(root)]
+    return Study(root, axis, placed, argv, {"axis": axis, "presets": list(presets), "overrides": list(overrides)})
+
+
+def plan_study_file(path: Path, names: Optional[Sequence[str]], overrides: Sequence[str],
+                    out_dir: Optional[Path] = None) -> Study:
+    """A study file's variants (the named ones and their baselines) on each seed, placed in the study folder
+    (default: ablate.out_dir with {axis} = the file's name)."""
+    study_file = read_study_file(path)
+    variants = study_variants(study_file, names, overrides)
+    root = Path(out_dir) if out_dir else Path(variants[0].config.ablate.out_dir.format(axis=study_file.name))  # type: ignore[union-attr]
+    placed = [place(v, root) for v in variants]
+    check_extractor_is_not_a_teacher(placed)
+    argv = ["--study", str(path), *(["--variants", ",".join(names)] if names else []),
+            *_options("--set", overrides), "--out", str(root)]
+    record = {"study": str(path), "presets": study_file.presets,
+              "settings": [f"{k}={json.dumps(v)}" for k, v in flat_settings(study_file.settings).items()],
+              "overrides": list(overrides)}
+    return Study(root, study_file.name, placed, argv, record, study_file)
+
+
+def _options(flag: str, items: Sequence[Any]) -> list[str]:
+    return [part for item in items for part in (flag, str(item))]
+
+
+def place(variant: Variant, root: Path) -> Variant:
+    """The variant (and the run it continues) with its run folder inside the study folder."""
+    run = root / "runs" / variant.name
+    config = variant.config.model_copy(deep=True)  # type: ignore[union-attr]
+    config.train.run_dir = str(run)
+    source = place(variant.continues, root) if variant.continues is not None else None
+    return dataclasses.replace(variant, overrides=variant.overrides + (f'train.run_dir="{run}"',), config=config,
+                               continues=source)
 
 
 def check_extractor_is_not_a_teacher(variants: Sequence[Variant]) -> None:
@@ -94,25 +138,24 @@ def evaluation_steps(config: MiraiConfig, total_steps: int, steps_per_epoch: flo
     return steps if steps and steps[-1] == total_steps else steps + [total_steps]
 
 
-def write_study_file(study: Study, presets: Sequence[str], overrides: Sequence[str]) -> None:
+def write_study_file(study: Study) -> None:
+    """study.json: how the study was planned and every variant run in its folder so far (a rerun that would
+    run a variant with other settings stops)."""
     study.root.mkdir(parents=True, exist_ok=True)
-    record = {
-        "axis": study.axis, "presets": list(presets), "overrides": list(overrides),
-        "variants": [{"name": v.name, "label": v.label, "value": v.axis_value, "seed": v.seed,
-                      "overrides": list(v.overrides)} for v in study.variants],
-        "differing_fields": differing_fields(study.variants),
-    }
+    variants = [{"name": v.name, "label": v.label, "value": v.axis_value, "seed": v.seed,
+                 "overrides": list(v.overrides)} for v in [*study.sources(), *study.variants]]
     path = study.root / "study.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        old_names = {item["name"]: item["overrides"] for item in old.get("variants", [])}
-        for item in record["variants"]:
-            if item["name"] in old_names and old_names[item["name"]] != item["overrides"]:
-                raise MiraiError(
-                    f"{study.root} holds a study whose variant {item['name']} was run with other settings; "
-                    "use another --out folder (nothing was overwritten)"
-                )
-    write_json(path, record)
+    old = json.loads(path.read_text()).get("variants", []) if path.is_file() else []
+    old_names = {item["name"]: item["overrides"] for item in old}
+    for item in variants:
+        if item["name"] in old_names and old_names[item["name"]] != item["overrides"]:
+            raise MiraiError(
+                f"{study.root} holds a study whose variant {item['name']} was run with other settings; "
+                "use another --out folder (nothing was overwritten)"
+            )
+    names = {item["name"] for item in variants}
+    write_json(path, {**study.record, "variants": [item for item in old if item["name"] not in names] + variants,
+                      "differing_fields": differing_fields(study.variants)})
 
 
 def read_evals(path: Path) -> dict[int, dict[str, Any]]:
@@ -123,34 +166,74 @@ def run_variant(study: Study, variant: Variant, progress: bool, log: Log) -> lis
     """Train the variant to each evaluation step, sample class-balanced images there, evaluate them."""
     config = variant.config
     assert config is not None
-    store = TokenStore.open(config.data.store)
-    steps_per_epoch = len(store) / config.train.global_batch_size
-    total = duration_to_steps(config.train.duration, steps_per_epoch)
+    total, steps = variant_steps(config)
     run_dir = study.run_dir(variant)
+    if variant.continues is not None:
+        continue_run(study, variant, log)
     done = read_evals(study.evals_path(variant))
     settings, reference = eval_settings_from_config(config)
     val_path = validation_store_path(config)
     val_store = TokenStore.open(val_path) if val_path is not None else None
-    for step in evaluation_steps(config, total, steps_per_epoch):
+    for step in steps:
         if step in done:
             continue
         latest = latest_checkpoint(run_dir)
+        t0 = time.perf_counter()
         if latest is None or latest[0] < step:
             log(f"[{variant.name}] train to step {step}/{total}")
             if train(config, resume=latest is not None, run_dir=run_dir, stop_at=step, progress=progress).interrupted:
                 raise KeyboardInterrupt  # Ctrl-C: stop the study (exit 130); the rerun trains on to this round
+        train_s = time.perf_counter() - t0
         folder = dict((s, f) for s, f in list_checkpoints(run_dir)).get(step)
         if folder is None:
             log(f"[{variant.name}] no checkpoint at step {step} (a later one exists); skipping that evaluation")
             continue
         record = {"step": step, **evaluate_checkpoint(config, folder, run_dir / "samples" / f"step_{step:08d}",
-                                                      settings, reference, val_store, variant.name)}
+                                                      settings, reference, val_store, variant.name),
+                  "train_s": train_s}
         with open(study.evals_path(variant), "a") as handle:
             handle.write(json.dumps(record) + "\n")
         done[step] = record
         log(f"[{variant.name}] step {step}: " + ", ".join(f"{record['names'][k]} {v:.4g}" for k, v in record["values"].items()
                                                           if k in ("fid", "val_nll", "isc_mean", "precision", "recall")))
     return [done[s] for s in sorted(done)]
+
+
+def variant_steps(config: MiraiConfig) -> tuple[int, list[int]]:
+    """A variant's length in steps and its evaluation steps."""
+    steps_per_epoch = len(TokenStore.open(config.data.store)) / config.train.global_batch_size
+    total = duration_to_steps(config.train.duration, steps_per_epoch)
+    return total, evaluation_steps(config, total, steps_per_epoch)
+
+
+def is_finished(study: Study, variant: Variant) -> bool:
+    """Every evaluation of the variant's run is done."""
+    _, steps = variant_steps(variant.config)  # type: ignore[arg-type]
+    return set(steps) <= set(read_evals(study.evals_path(variant)))
+
+
+def continue_run(study: Study, variant: Variant, log: Log) -> None:
+    """Start a variant from the finished run it continues (same seed): that run's evaluations, metrics, preset
+    and last checkpoint are copied into its folder, once; training then resumes from there. The checkpoint goes
+    last and whole (copied aside, then renamed): a copy cut short is redone, never taken as a start."""
+    run_dir, source = study.run_dir(variant), variant.continues
+    assert source is not None
+    if latest_checkpoint(run_dir) is not None:
+        return
+    if not is_finished(study, source):
+        raise MiraiError(f"[{variant.name}] continues {source.name}, which has not finished: run that variant first")
+    source_dir = study.run_dir(source)
+    step, last = list_checkpoints(source_dir)[-1]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("evals.jsonl", "metrics.jsonl", PRESET_FILE, MANIFEST_FILE):
+        if (source_dir / name).is_file():
+            with atomic_path(run_dir / name) as tmp:
+                shutil.copyfile(source_dir / name, tmp)
+    aside = run_dir / "checkpoints" / f"copy-{last.name}"
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.copytree(last, aside)
+    aside.rename(run_dir / "checkpoints" / last.name)
+    log(f"[{variant.name}] continues {source.name} from its step {step}")
 
 
 def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, settings: Any, reference: Any,
@@ -192,36 +275,64 @@ def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, se
 
 def run_study(
     study: Study,
-    presets: Sequence[str],
-    overrides: Sequence[str],
     *,
     prepare_data: Optional[Callable[[MiraiConfig], None]] = None,
     progress: bool = True,
     log: Log = print,
     only: Optional[str] = None,
     jobs: int = 1,
-    values: Optional[Sequence[Any]] = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Run the variants (all, or `only` one) and return variant name -> evaluation records.
 
     jobs > 1 runs that many variants at once, each in its own `mirai ablate --only` process, pinned to one GPU
-    when GPUs are visible (variant i on GPU i % count). Data (tokenizer, store, teacher cache) is prepared once
-    first, so the processes only read it."""
-    write_study_file(study, presets, overrides)
-    chosen = [v for v in study.variants if only is None or v.name == only]
-    if only is not None and not chosen:
-        raise MiraiError(f"no variant named {only!r} in this study; variants: {', '.join(v.name for v in study.variants)}")
+    when GPUs are visible (variant i on GPU i % count). Data (tokenizer, stores, teacher caches) is prepared
+    once first, so the processes only read it. The runs that variants continue go first."""
+    write_study_file(study)
+    everything = [*study.sources(), *study.variants]
+    if only is not None:
+        chosen = [v for v in everything if v.name == only][:1]
+        if not chosen:
+            raise MiraiError(f"no variant named {only!r} in this study; variants: {', '.join(v.name for v in everything)}")
+    else:
+        chosen = study.variants
     if prepare_data is not None:
-        prepare_data(study.variants[0].config)  # type: ignore[arg-type]
-        prepare_teacher_caches(chosen, progress)
-    if jobs > 1 and len(chosen) > 1:
-        prepare_references(chosen, log)
-        run_in_processes(study, chosen, presets, overrides, values, jobs, log)
-        return {v.name: [record for _, record in sorted(read_evals(study.evals_path(v)).items())] for v in chosen}
+        for config in {v.config.data.store: v.config for v in everything}.values():  # type: ignore[union-attr]
+            prepare_data(config)  # type: ignore[arg-type]
+        prepare_teacher_caches(everything, progress)
     results = {}
-    for variant in chosen:
-        results[variant.name] = run_variant(study, variant, progress, log)
-    return results
+    for wave in (study.sources() if only is None else [], chosen):
+        if jobs > 1 and len(wave) > 1:
+            prepare_references(wave, log)
+            run_in_processes(study, wave, jobs, log)
+            results.update({v.name: [r for _, r in sorted(read_evals(study.evals_path(v)).items())] for v in wave})
+            continue
+        for variant in wave:
+            results[variant.name] = run_variant(study, variant, progress, log)
+            record_row(study, variant, results[variant.name])
+    return {v.name: results[v.name] for v in chosen}
+
+
+def record_row(study: Study, variant: Variant, records: list[dict[str, Any]]) -> None:
+    """A study file's finished run, appended once to the rows file it names (docs/study_rows.jsonl)."""
+    if study.study_file is None or study.study_file.rows is None or not is_finished(study, variant):
+        return
+    found = latest_checkpoint(study.run_dir(variant))
+    tokenizer = (read_meta(found[1]).get("tokenizer") or {}).get("sha256") if found else None
+    append_row(Path(study.study_file.rows), run_row(study.study_file.path, variant, records, tokenizer))
+
+
+def write_reports(study: Study, results: dict[str, list[dict[str, Any]]]) -> list[tuple[Path, dict[str, Any]]]:
+    """The report of an axis study in its folder; a study file's, one per baseline in reports/<baseline>/."""
+    if study.study_file is None:
+        return [(study.root, write_report(study.root, study.variants, results, study.axis))]
+    groups: dict[Optional[str], list[Variant]] = {}
+    for v in study.variants:
+        groups.setdefault(v.compared_with, []).append(v)
+    out = []
+    for baseline, members in groups.items():
+        folder = study.root / "reports" / str(baseline)
+        out.append((folder, write_report(study.root, members, results, study.axis, out=folder)))
+    return out
 
 
 def prepare_references(variants: Sequence[Variant], log: Log = print) -> None:
@@ -251,10 +362,7 @@ def prepare_teacher_caches(variants: Sequence[Variant], progress: bool = True) -
             ensure_feature_cache(variant.config, store, resolve_device("auto"), progress)  # type: ignore[arg-type]
 
 
-def run_in_processes(
-    study: Study, variants: Sequence[Variant], presets: Sequence[str], overrides: Sequence[str],
-    values: Optional[Sequence[Any]], jobs: int, log: Log,
-) -> None:
+def run_in_processes(study: Study, variants: Sequence[Variant], jobs: int, log: Log) -> None:
     import os
     import subprocess
     import sys
@@ -262,13 +370,7 @@ def run_in_processes(
     import torch
 
     gpus = torch.cuda.device_count()
-    base = [sys.executable, "-m", "mirai_cli", "ablate", "--axis", study.axis, "--out", str(study.root), "--quiet"]
-    for preset in presets:
-        base += ["--preset", preset]
-    for item in overrides:
-        base += ["--set", item]
-    if values:
-        base += ["--values", ",".join(str(v) for v in values)]
+    base = [sys.executable, "-m", "mirai_cli", "ablate", *study.argv, "--quiet"]
     pending = list(enumerate(variants))
     running: list[tuple[Variant, subprocess.Popen, Any]] = []
     failed: list[str] = []

@@ -10,7 +10,7 @@ import difflib
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -248,11 +248,14 @@ def _cross_rule_origin(message: str, origin: dict[str, str], section: Optional[s
     return best[1] if best else (order[-1] if order else "preset")
 
 
-def load_config(presets: Optional[list[str]] = None, overrides: Optional[list[str]] = None) -> MiraiConfig:
-    """Layer presets (left to right) and `--set` overrides, then validate. Raises ConfigError with one line."""
+def load_config(presets: Optional[list[str]] = None, overrides: Optional[list[str]] = None,
+                files: Sequence[Layer] = ()) -> MiraiConfig:
+    """Layer presets (left to right), then `files` (tables read from other files, e.g. a study's variant), then
+    `--set` overrides, and validate. Raises ConfigError with one line naming the layer at fault."""
     layers: list[Layer] = []
     for preset in presets or []:
         layers.extend(preset_layers(preset))
+    layers.extend(files)
     layers.append(override_layer(overrides or []))
     merged, origin = merge_layers(layers)
     if len(presets or []) > 1:

@@ -4,7 +4,7 @@ checkpoints. Resuming checks that the folder was made by the same preset."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.loader import load_config
@@ -43,22 +43,30 @@ def check_same_preset(run_dir: Path, config: MiraiConfig) -> None:
     path = run_dir / PRESET_FILE
     if not path.is_file():
         raise MiraiError(f"{run_dir} has no {PRESET_FILE}: it is not a mirai run folder, cannot --resume it")
-    old = load_config([str(path)]).model_dump(by_alias=True)
+    difference = unresumable_difference(load_config([str(path)]), config)
+    if difference:
+        raise MiraiError(
+            f"{run_dir} was trained with another preset ({difference}); "
+            f"resume with the same preset, or train into a new folder with --set train.run_dir=..."
+        )
+
+
+def unresumable_difference(old_config: MiraiConfig, config: MiraiConfig) -> Optional[str]:
+    """The first setting in which `config` may not continue a run of `old_config`, as "key = old there, new now"
+    (None: it may)."""
+    old = old_config.model_dump(by_alias=True)
     new = config.model_dump(by_alias=True)
     # Name the difference a user recognises first (the method, the model, the data), then the rest.
     headline = [("foresight", "source"), ("model", "size"), ("data", "source"), ("data", "store")]
     diffs = sorted(_differences(old, new), key=lambda d: headline.index(d) if d in headline else len(headline))
     for diff in diffs:
         if not any(diff[: len(allowed)] == allowed for allowed in RESUMABLE_CHANGES):
-            dotted = ".".join(diff)
             old_value, new_value = old, new
             for part in diff:
                 old_value = old_value.get(part) if isinstance(old_value, dict) else None
                 new_value = new_value.get(part) if isinstance(new_value, dict) else None
-            raise MiraiError(
-                f"{run_dir} was trained with another preset ({dotted} = {old_value!r} there, {new_value!r} now); "
-                f"resume with the same preset, or train into a new folder with --set train.run_dir=..."
-            )
+            return f"{'.'.join(diff)} = {old_value!r} there, {new_value!r} now"
+    return None
 
 
 def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_manifest: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny
     study = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "study")
     assert [v.name for v in study.variants] == ["baseline", "baseline-s1", "source-ema"]
     encode_from_config(study.variants[0].config, show_progress=False, validation=True)
-    results = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
+    results = run_study(study, progress=False, log=lambda m: None)
     assert [r["step"] for r in results["baseline"]] == [2, 4]
     assert all(r["values"]["val_nll"] > 0 for recs in results.values() for r in recs)
     report = write_report(study.root, study.variants, results, "source")
@@ -62,7 +62,7 @@ def test_tiny_study_report_has_every_column_and_a_rerun_skips_finished_work(tiny
     # A rerun finds everything done: no training, no sampling, no evaluation.
     stamps = {p: p.stat().st_mtime_ns for p in study.root.rglob("*.safetensors")}
     evals = (study.root / "runs" / "baseline" / "evals.jsonl").read_text()
-    again = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
+    again = run_study(study, progress=False, log=lambda m: None)
     assert again == results
     assert {p: p.stat().st_mtime_ns for p in study.root.rglob("*.safetensors")} == stamps
     assert (study.root / "runs" / "baseline" / "evals.jsonl").read_text() == evals
@@ -76,7 +76,7 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(tiny_store, tmp_path
     from mirai_cli.engine.trainer import train
 
     train(study.variants[0].config, stop_at=2, progress=False)
-    results = run_study(study, ["tiny"], overrides, progress=False, log=lambda m: None)
+    results = run_study(study, progress=False, log=lambda m: None)
     assert [r["step"] for r in results["baseline"]] == [2, 4]
     metrics = [json.loads(line) for line in (study.root / "runs" / "baseline" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # steps 1-2 once, then 3-4 after the resume
@@ -88,9 +88,9 @@ def test_variants_in_parallel_processes_give_the_same_numbers(tiny_store, tmp_pa
     numbers equal a sequential study's."""
     overrides = study_overrides(tiny_store, tmp_path) + ["train.duration=2", "train.eval_every=2"]
     sequential = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "seq")
-    a = run_study(sequential, ["tiny"], overrides, progress=False, log=lambda m: None)
+    a = run_study(sequential, progress=False, log=lambda m: None)
     parallel = plan_study(["tiny"], overrides, "source", ["ema"], tmp_path / "par")
-    b = run_study(parallel, ["tiny"], overrides, progress=False, log=lambda m: None, jobs=2, values=["ema"])
+    b = run_study(parallel, progress=False, log=lambda m: None, jobs=2)
     assert set(b) == {"baseline", "source-ema"}
     assert set(a) == set(b)
     for name in a:  # the child processes use torch's default thread count: float sums differ in the last bits

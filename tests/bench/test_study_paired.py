@@ -1,5 +1,5 @@
 """bench/study_paired.py on a synthetic rows file: paired gains and per-pair speed-ups by student width (the
-parameter counts from the library), the Welch rule between widths, the plot, and rows without curves."""
+parameter counts from the study files' presets), the Welch rule between widths, the plot, and rows without curves."""
 
 import json
 import os
@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run(*args, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "bench" / "study_paired.py"), *map(str, args)], cwd=cwd,
+    studies = ["--studies", str(REPO / "docs" / "studies")]  # the rows' names and baselines
+    return subprocess.run([sys.executable, str(REPO / "bench" / "study_paired.py"), *studies, *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -44,6 +45,8 @@ def test_student_size_table_and_plot_from_the_widths_that_finished(tmp_path):
     # width 256 - width 128: 0.02, Welch df 2 (width 128's gains have sd 0): 4.303 * 0.01 / sqrt(3)
     assert "paired gain, width 256 - width 128: +0.0200 [-0.0048, +0.0448] (Welch 95%)" in out
     assert (tmp_path / "size.png").stat().st_size > 5000
+    horizon = run("horizon", "base-3k", "enc-s8-l05-3k", "--rows", tmp_path / "rows.jsonl", cwd=tmp_path).stdout
+    assert "| 3000 | 2.2033 | +0.03 [+0.03, +0.03] | 1.5x [1.5, 1.5] |" in horizon, horizon
 
 
 def test_rows_without_curves_give_the_paired_gain_and_ask_for_a_rerun(tmp_path):

@@ -27,7 +27,8 @@ def torchrun_script(script: Path, *args: object, nproc: int = 2, timeout: float 
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                            str(nproc), str(script), *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=timeout)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    # the head holds the first failing rank's own traceback, the tail torchrun's summary
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[:4000] + "\n...\n" + done.stderr[-1500:]
     return done
 
 

@@ -42,9 +42,22 @@ def init_distributed(prefer_device: Optional[str] = None) -> DistEnv:
     if device.type == "cuda":
         torch.cuda.set_device(device)  # "cuda" without an index (and NCCL) means this GPU from here on
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+        _join_group("nccl" if device.type == "cuda" else "gloo", rank, world_size)
     return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+_groups_joined = [0]  # per process; every rank runs the same jobs in the same order, so the counts agree
+
+
+def _join_group(backend: str, rank: int, world_size: int) -> None:
+    """torchrun's group, under a key prefix of its own: a second job in the same process (train, then sample)
+    joins a new group, and under the default prefix its peers would read the previous group's addresses
+    (gloo: 'Connection refused' or a hang)."""
+    timeout = timedelta(minutes=30)
+    store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+    _groups_joined[0] += 1
+    store = dist.PrefixStore(f"mirai-job-{_groups_joined[0]}/", store)
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
 
 
 @contextlib.contextmanager

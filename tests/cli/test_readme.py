@@ -113,7 +113,7 @@ def unknown_flags(line: str) -> list[str]:
     return [f"mirai {' '.join(names)} {w}" for w in words if w.startswith("--") and w.split("=")[0] not in known]
 
 
-SETTING = re.compile(rf"(?<![\w./$-])({'|'.join(SECTIONS)})\.([a-z_][a-z0-9_]*)(?![\w(/-]|\.[a-z])")
+SETTING = re.compile(rf"(?<![\w./$-])({'|'.join(SECTIONS)})\.([a-z_][a-z0-9_]*)(?![\w(/-]|\.\w)")  # not module paths
 
 
 def unknown_settings(text: str) -> list[str]:
@@ -132,8 +132,8 @@ def test_docs_name_real_options_and_settings(path):
     bad = [flag for line in inline_commands(text) for flag in unknown_flags(line)]
     assert not bad, f"{path.name}: options the command does not have: {bad}"
     for line in inline_commands(text):
-        if "--study" in line and "[" not in line:  # a study row's command (not a usage synopsis): the file exists
-            # and holds the variants it names
+        if re.search(r"--study \S+\.toml", line) and "[" not in line:  # a study row's command (not a synopsis):
+            # the file exists and holds the variants it names
             _check_study(_resolve(_mirai_args(line)))
 
 

@@ -9,6 +9,8 @@ import json
 import re
 import shlex
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +205,12 @@ def test_tiny_walkthrough_runs_as_written(tmp_path):
         made = json.loads(path.read_text())
         assert {"git_commit", "versions", "seed", "created", "kind"} <= set(made), path
         assert made["versions"]["mirai"] and made["versions"]["torch"], path
+
+
+def test_the_committed_sweep_table_is_what_its_documented_command_prints():
+    """docs/study_sweep.md is `python bench/study_paired.py table` over the committed rows and study files: a row
+    recorded without regenerating the table (or a table edited by hand) fails here."""
+    printed = subprocess.run([sys.executable, str(REPO / "bench" / "study_paired.py"), "table"], cwd=REPO,
+                             env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True, check=True)
+    assert printed.stdout == (REPO / "docs" / "study_sweep.md").read_text(), \
+        "docs/study_sweep.md is stale: python bench/study_paired.py table > docs/study_sweep.md"

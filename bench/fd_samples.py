@@ -1,7 +1,7 @@
 """FD's bias and spread against the number of samples (and reference images), on this data: how many samples
 an evaluation round needs before the metric is stable enough to compare training runs.
 
-    python bench/fd_samples.py runs/sweep/base/s100 --preset tiny --total 2000 --sizes 100 200 500 1000 2000 \
+    python bench/fd_samples.py runs/sweep/screen/runs/base-s100 --preset tiny --total 2000 --sizes 100 200 500 1000 2000 \
         --ref-sizes 1000 5000 --repeats 8
 
 Samples `--total` class-balanced images from the checkpoint once (resumable), extracts features once per side,

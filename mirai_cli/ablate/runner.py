@@ -80,7 +80,7 @@ def plan_study(
     variants = expand(presets, overrides, axis, values, baseline_seeds=base.ablate.baseline_seeds)
     root = Path(out_dir) if out_dir else Path(base.ablate.out_dir.format(axis=axis))
     placed = [place(v, root) for v in variants]
-    check_extractor_is_not_a_teacher(placed)
+    check_variants(placed)
     argv = ["--axis", axis, *_options("--preset", presets), *_options("--set", overrides),
             *(["--values", ",".join(str(v) for v in values)] if values else []), "--out", str(root)]
     return Study(root, axis, placed, argv, {"axis": axis, "presets": list(presets), "overrides": list(overrides)})
@@ -94,7 +94,7 @@ def plan_study_file(path: Path, names: Optional[Sequence[str]], overrides: Seque
     variants = study_variants(study_file, names, overrides)
     root = Path(out_dir) if out_dir else Path(variants[0].config.ablate.out_dir.format(axis=study_file.name))  # type: ignore[union-attr]
     placed = [place(v, root) for v in variants]
-    check_extractor_is_not_a_teacher(placed)
+    check_variants(placed)
     argv = ["--study", str(path), *(["--variants", ",".join(names)] if names else []),
             *_options("--set", overrides), "--out", str(root)]
     record = {"study": str(path), "presets": study_file.presets,
@@ -117,16 +117,28 @@ def place(variant: Variant, root: Path) -> Variant:
                                continues=source)
 
 
-def check_extractor_is_not_a_teacher(variants: Sequence[Variant]) -> None:
-    """A Mirai-I teacher judged by its own features would flatter itself."""
+def check_variants(variants: Sequence[Variant]) -> None:
+    """What makes a study's numbers meaningless is refused when it is planned, before anything trains: nothing to
+    evaluate, or a Mirai-I teacher judged by its own features (it would flatter itself)."""
     for v in variants:
         cfg = v.config
         assert cfg is not None
+        if nothing_to_evaluate(cfg):
+            raise MiraiError(f"variant {v.label}: {NOTHING_TO_EVALUATE}")
         if cfg.foresight.source == "encoder" and cfg.foresight.encoder == cfg.eval.extractor:
             raise MiraiError(
                 f"variant {v.label}: the evaluation extractor {cfg.eval.extractor} is also the Mirai-I teacher; "
                 "choose another with --set eval.extractor=... (e.g. inception-v3-compat or efficientnet-lite2)"
             )
+
+
+NOTHING_TO_EVALUATE = "nothing to evaluate: set ablate.eval_samples_per_class > 0 or data.val_images > 0"
+
+
+def nothing_to_evaluate(config: MiraiConfig) -> bool:
+    """An evaluation round scores samples (ablate.eval_samples_per_class) and/or the validation NLL (a validation
+    store, data.val_images): with neither, a study would train and report nothing."""
+    return config.ablate.eval_samples_per_class <= 0 and validation_store_path(config) is None
 
 
 def evaluation_steps(config: MiraiConfig, total_steps: int, steps_per_epoch: float) -> list[int]:
@@ -269,7 +281,7 @@ def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, se
         record.update(samples=sampled.total, extractor=result.extractor.get("name"), sample_s=t2 - t1,
                       eval_s=time.perf_counter() - t2)
     if not values:
-        raise MiraiError("nothing to evaluate: set ablate.eval_samples_per_class > 0 or data.val_images > 0")
+        raise MiraiError(NOTHING_TO_EVALUATE)
     return {"values": values, "names": names, **record}
 
 

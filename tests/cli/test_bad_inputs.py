@@ -138,3 +138,17 @@ def test_encode_strict_refuses_an_image_mode_it_cannot_convert_with_one_line(tin
     args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={tmp_path / 'store'}", "--set",
             f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set", "data.val_images=0", "--quiet", "--strict"]
     assert_one_line_error(mirai("tokenize", "encode", *args), "zz.tif", "32-bit float", "--strict", code=2)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["sample", "no-run", "--seed", "-1"], ["--seed -1", "from 0 to 9223372036854775807"]),
+    (["eval", "stats", "fashion-mnist", "--seed", str(2**63)], ["--seed", "from 0 to"]),
+    (["train", "--set", f"train.seed={2**63}"], ["train.seed", "less than or equal to 9223372036854775807"]),
+    (["ablate", "--axis", "k", "--seeds", f"0,{2**63}", "--dry-run"], ["ablate.seeds", "9223372036854775807"]),
+    (["ablate", "--axis", "k", "--jobs", "0", "--dry-run"], ["--jobs 0", ">= 1"]),
+    (["ablate", "--axis", "k", "-j", "-1", "--dry-run"], ["--jobs -1", ">= 1"]),
+])
+def test_integer_options_out_of_range(tmp_path, args, fragments):
+    """Seeds lie in 0..2^63-1 and --jobs >= 1 wherever they are given (schema and shared options)."""
+    assert_one_line_error(mirai(*args, cwd=tmp_path), *fragments, code=2)
+    assert list(tmp_path.iterdir()) == []

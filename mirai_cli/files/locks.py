@@ -3,7 +3,13 @@ it writes it, so two jobs never interleave their files. A second job stops with 
 
 The lock is a small JSON file (pid, host, command, start time) created with O_EXCL. A lock whose process is
 gone (same host, pid dead or reused) is stale and taken over; a lock from another host is trusted, since its
-process cannot be checked from here (the message says how to remove it by hand)."""
+process cannot be checked from here (the message says how to remove it by hand). A lock file that cannot be
+read as such (empty or garbled: a crash between creating and writing it) is stale too, once it is older than
+the moment a live job needs to write it (`FRESH_S`); it is taken over with a warning.
+
+Why pid files and not OS locks (flock, the `filelock` package): flock is unreliable on the shared and network
+file systems that runs and stores live on (NFS, Lustre), and a lock file that names its pid, host and start
+time says who holds a folder and lets a dead holder's lock be told apart; it also adds no dependency."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Any
 from mirai_cli.errors import MiraiError
 
 LOCK_FILE = ".mirai.lock"
+FRESH_S = 2.0  # an unreadable lock younger than this may be a live job's, between creating and writing it
 
 # folder -> how many times this process holds it (a job may lock a folder it already owns, e.g. ablate)
 _held: dict[Path, int] = {}
@@ -49,6 +56,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _readable(holder: dict[str, Any]) -> bool:
+    """A lock file that names a holder (a pid and a host); anything else is the remains of a crash."""
+    return isinstance(holder.get("pid"), int) and isinstance(holder.get("host"), str)
+
+
 def _holder_alive(holder: dict[str, Any]) -> bool:
     """Whether the job a lock file names still runs: same pid and same start time (a reused pid is not it)."""
     if holder.get("host") != socket.gethostname():
@@ -68,6 +80,13 @@ def _read(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return {}  # half-written by a job killed while locking: stale
     return holder if isinstance(holder, dict) else {}
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def describe(holder: dict[str, Any]) -> str:
@@ -91,14 +110,20 @@ def acquire(folder: str | Path) -> Path:
     path = folder / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
           "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "process_start": _process_start(os.getpid())}
-    for _ in range(20):
+    for _ in range(20 + int(FRESH_S / 0.05)):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _read(path)
             if holder is None:
                 continue  # released meanwhile
-            if _holder_alive(holder):
+            if not _readable(holder):
+                if _age(path) < FRESH_S:
+                    time.sleep(0.05)  # its job may be writing it now
+                    continue
+                print(f"warning: {path} is empty or garbled (a job that crashed while locking); taking it over",
+                      file=sys.stderr)
+            elif _holder_alive(holder):
                 raise FolderLocked(
                     f"{folder} is in use by another mirai job ({describe(holder)}); wait for it, or choose another "
                     f"folder (if that job is gone, delete {path})") from None

@@ -39,6 +39,7 @@ from mirai_cli.evaluation import cache_reference, evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.evaluation.nll import validation_nll
 from mirai_cli.files.atomic import atomic_path, write_json
+from mirai_cli.files.locks import check_not_an_input
 from mirai_cli.gpt.checkpoint import latest_checkpoint, list_checkpoints, load_gpt_checkpoint
 from mirai_cli.metrics.log import read_metrics
 from mirai_cli.sampling import run_sample_job
@@ -153,6 +154,11 @@ def evaluation_steps(config: MiraiConfig, total_steps: int, steps_per_epoch: flo
 def write_study_file(study: Study) -> None:
     """study.json: how the study was planned and every variant run in its folder so far (a rerun that would
     run a variant with other settings stops)."""
+    for v in [*study.sources(), *study.variants]:
+        c = v.config
+        assert c is not None
+        check_not_an_input(study.root, {"data.source": c.data.source, "data.store": c.data.store,
+                                        "tokenizer.checkpoint": c.tokenizer.checkpoint, "eval.reference": c.eval.reference})
     study.root.mkdir(parents=True, exist_ok=True)
     variants = [{"name": v.name, "label": v.label, "value": v.axis_value, "seed": v.seed,
                  "overrides": list(v.overrides)} for v in [*study.sources(), *study.variants]]

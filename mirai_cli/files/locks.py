@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +99,29 @@ def _command() -> str:
     return " ".join([program, *sys.argv[1:]])
 
 
-def acquire(folder: str | Path) -> Path:
+Inputs = Mapping[str, "str | Path | None"]  # what a job reads, by setting name: {"data.store": "stores/x"}
+
+
+def check_not_an_input(folder: str | Path, inputs: Inputs) -> None:
+    """The one rule for output folders: an output folder is never one of its job's inputs, nor inside one (a run
+    folder in its token store would overwrite the store's manifest). Inputs that do not exist are not compared
+    (a built-in data set name is not a path)."""
+    out = Path(folder).resolve()
+    for name, given in inputs.items():
+        if given is None or not Path(given).exists():
+            continue
+        source = Path(given).resolve()
+        if out == source or source in out.parents:
+            where = "is" if out == source else "is inside"
+            raise MiraiError(f"output folder {folder} {where} {name} {given}, an input of this job: choose another "
+                             "output folder (nothing was written)")
+
+
+def acquire(folder: str | Path, inputs: Inputs | None = None) -> Path:
     """Lock `folder` (created if missing) for this process until release() or the process ends; raises
-    FolderLocked if a live job holds it."""
+    FolderLocked if a live job holds it. `inputs`: what the job reads, which the folder must not be nor be
+    inside (`check_not_an_input`); checked before anything is created."""
+    check_not_an_input(folder, inputs or {})
     folder = Path(folder).resolve()
     if folder in _held:
         _held[folder] += 1
@@ -155,9 +175,9 @@ def release(folder: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold the lock of `folder` for the duration of the block."""
-    path = acquire(folder)
+def folder_lock(folder: str | Path, inputs: Inputs | None = None) -> Iterator[Path]:
+    """Hold the lock of `folder` (never one of `inputs`, nor inside one) for the duration of the block."""
+    path = acquire(folder, inputs)
     try:
         yield path
     finally:

@@ -162,7 +162,7 @@ def encode_store(
         complete = (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete"
         if complete or not env.is_main:  # a complete store is only checked (it may be read-only); rank 0 holds the lock
             return _fill_store(*args)
-        with folder_lock(out):  # one job writes a store at a time
+        with folder_lock(out, {"data.source": source, "tokenizer": tokenizer}):  # one job writes a store at a time
             return _fill_store(*args)
 
 

@@ -152,3 +152,34 @@ def test_integer_options_out_of_range(tmp_path, args, fragments):
     """Seeds lie in 0..2^63-1 and --jobs >= 1 wherever they are given (schema and shared options)."""
     assert_one_line_error(mirai(*args, cwd=tmp_path), *fragments, code=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_output_folder_is_never_an_input_nor_inside_one(tiny_store, tmp_path):
+    """One rule for every job's output folder (train, tokenize, ablate): refused in one line before anything is
+    written, so the input (here a token store, an image folder) is left byte for byte as it was."""
+    from mirai_testdata import tiny_overrides
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store["store"], store)
+    TokenStore.open(store)  # its checksums checked once and remembered (verified.json), as every job does first
+    before = _files(store)
+    for run_dir, where in ((store, "is data.store"), (store / "run", "is inside data.store")):
+        sets = [x for item in tiny_overrides({**tiny_store, "store": store}, run_dir) for x in ("--set", item)]
+        assert_one_line_error(mirai("train", "--preset", "tiny", *sets, "--quiet"), str(run_dir), where,
+                              "choose another output folder", code=2)
+    study = ["--set", f"data.store={store}", "--set", f"tokenizer.checkpoint={tiny_store['tokenizer']}",
+             "--set", "data.val_images=0", "--set", "eval.resize=16"]
+    assert_one_line_error(mirai("ablate", "--axis", "k", *study, "--out", store, "--quiet"), "is data.store", code=2)
+    assert _files(store) == before
+
+    folder = _image_folder(tmp_path / "imgs", 4, readable={0, 1, 2, 3})
+    images = _files(folder)
+    args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={folder / 'store'}", "--set",
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set",
+            "data.val_images=0", "--quiet"]
+    assert_one_line_error(mirai("tokenize", "encode", *args), "is inside data.source", code=2)
+    assert _files(folder) == images and not (folder / "store").exists()

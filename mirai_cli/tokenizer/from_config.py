@@ -70,10 +70,11 @@ def encode_from_config(config: MiraiConfig, tokenizer: Optional[Path] = None, st
         split, limit, default_store = val_split, val_limit, validation_store_path(config)
     else:
         split, limit, default_store = train_split, d.max_images, Path(d.store)
+    exact = "data.val_images" if validation else None  # a validation set of N images is N, never fewer
     return encode_store(
         tokenizer or tokenizer_location(config), d.source, store or default_store, image_size=d.image_size,
         crop_mode=d.crop, crop_ratio=d.crop_ratio, split=split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
-        precision=t.encode_precision, strict=d.strict, limit=limit, stated=stated_vq_config(config),
+        precision=t.encode_precision, strict=d.strict, limit=limit, limit_setting=exact, stated=stated_vq_config(config),
         num_workers=d.num_workers,
         extra={"preset": config_to_dict(config)}, show_progress=show_progress, **kwargs,
     )

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mirai_cli.config import MiraiConfig, load_config
-from mirai_cli.config.schema import SEED_MAX
+from mirai_cli.config.schema import EVAL_SEED_MAX, SEED_MAX
 from mirai_cli.errors import MiraiError
 
 console = Console()
@@ -40,9 +40,11 @@ def in_range(flag: str, low: int, high: Optional[int] = None) -> Callable[[Optio
     return check
 
 
-def SeedOption(help: str) -> Any:  # noqa: N802 - an option factory, read like the constants above
-    """`--seed` of every command: the range of a preset's seed (config.schema.SEED_MAX)."""
-    return typer.Option(None, "--seed", help=help, callback=in_range("--seed", 0, SEED_MAX))
+def SeedOption(help: str, evaluation: bool = False) -> Any:  # noqa: N802 - an option factory, like the constants
+    """`--seed` of every command: the range of a preset's seed (config.schema.SEED_MAX; EVAL_SEED_MAX for
+    evaluation's)."""
+    return typer.Option(None, "--seed", help=help,
+                        callback=in_range("--seed", 0, EVAL_SEED_MAX if evaluation else SEED_MAX))
 
 
 def JobsOption(help: str) -> Any:  # noqa: N802

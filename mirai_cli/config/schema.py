@@ -44,6 +44,8 @@ Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "durati
 # Every seed (presets and --seed options, cli/common.py) lies in 0..2^63-1: what torch and numpy generators take.
 SEED_MAX = 2**63 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+# Evaluation's seed feeds numpy's RandomState (torch-fidelity's KID subsets and IS shuffle), which takes 32 bits.
+EVAL_SEED_MAX = 2**32 - 1
 
 # The names users type live in registries (no torch); imported here so the schema validates against them.
 from mirai_cli.config.registries import (  # noqa: E402, F401 - ENCODER_LAYERS, encoder_layer_problem re-exported

@@ -182,4 +182,15 @@ def test_an_output_folder_is_never_an_input_nor_inside_one(tiny_store, tmp_path)
             f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set",
             "data.val_images=0", "--quiet"]
     assert_one_line_error(mirai("tokenize", "encode", *args), "is inside data.source", code=2)
-    assert _files(folder) == images and not (folder / "store").exists()
+    assert_one_line_error(mirai("tokenize", "fit", *args, "--out", folder / "tok"), "is inside data.source", code=2)
+    assert _files(folder) == images and not (folder / "store").exists() and not (folder / "tok").exists()
+
+    run = tmp_path / "run"
+    sets = [x for item in tiny_overrides({**tiny_store, "store": store}, run, **{"train.duration": 3})
+            for x in ("--set", item)]
+    assert mirai("train", "--preset", "tiny", *sets, "--quiet").returncode == 0
+    checkpoint = run / "checkpoints" / "step_00000003"
+    weights = _files(checkpoint)
+    assert_one_line_error(mirai("sample", run, *sets, "--out", checkpoint / "s", "--per-class", "1", "--quiet"),
+                          "is inside checkpoint", code=2)
+    assert _files(checkpoint) == weights

@@ -11,8 +11,8 @@ from mirai_cli.config.loader import load_config
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import write_json, write_text
 from mirai_cli.files.locks import acquire
-from mirai_cli.tokenizer.from_config import validation_store_path
 from mirai_cli.files.manifest import manifest
+from mirai_cli.tokenizer.from_config import validation_store_path
 
 PRESET_FILE = "preset.toml"
 MANIFEST_FILE = "manifest.json"

@@ -23,7 +23,12 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.files.hashing import sha256_file
 from mirai_cli.files.locks import release
 from mirai_cli.files.manifest import manifest
-from mirai_cli.gpt.checkpoint import ShapeHints, build_from_state_dict, find_checkpoint_dir, read_gpt_checkpoint
+from mirai_cli.gpt.checkpoint import (
+    ShapeHints,
+    build_from_state_dict,
+    find_checkpoint_dir,
+    read_gpt_checkpoint,
+)
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT

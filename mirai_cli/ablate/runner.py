@@ -44,7 +44,7 @@ from mirai_cli.gpt.checkpoint import latest_checkpoint, list_checkpoints, load_g
 from mirai_cli.metrics.log import read_metrics
 from mirai_cli.sampling import run_sample_job
 from mirai_cli.sampling.from_config import sample_job_from_config
-from mirai_cli.tokenizer.from_config import validation_store_path
+from mirai_cli.tokenizer.from_config import tokenizer_location, validation_store_path
 
 Log = Callable[[str], None]
 
@@ -81,7 +81,7 @@ def plan_study(
     variants = expand(presets, overrides, axis, values, baseline_seeds=base.ablate.baseline_seeds)
     root = Path(out_dir) if out_dir else Path(base.ablate.out_dir.format(axis=axis))
     placed = [place(v, root) for v in variants]
-    check_variants(placed)
+    check_variants(placed, root)
     argv = ["--axis", axis, *_options("--preset", presets), *_options("--set", overrides),
             *(["--values", ",".join(str(v) for v in values)] if values else []), "--out", str(root)]
     return Study(root, axis, placed, argv, {"axis": axis, "presets": list(presets), "overrides": list(overrides)})
@@ -95,7 +95,7 @@ def plan_study_file(path: Path, names: Optional[Sequence[str]], overrides: Seque
     variants = study_variants(study_file, names, overrides)
     root = Path(out_dir) if out_dir else Path(variants[0].config.ablate.out_dir.format(axis=study_file.name))  # type: ignore[union-attr]
     placed = [place(v, root) for v in variants]
-    check_variants(placed)
+    check_variants(placed, root)
     argv = ["--study", str(path), *(["--variants", ",".join(names)] if names else []),
             *_options("--set", overrides), "--out", str(root)]
     record = {"study": str(path), "presets": study_file.presets,
@@ -118,12 +118,19 @@ def place(variant: Variant, root: Path) -> Variant:
                                continues=source)
 
 
-def check_variants(variants: Sequence[Variant]) -> None:
-    """What makes a study's numbers meaningless is refused when it is planned, before anything trains: nothing to
-    evaluate, or a Mirai-I teacher judged by its own features (it would flatter itself)."""
+def check_variants(variants: Sequence[Variant], root: Path) -> None:
+    """What would fail or make a study's numbers meaningless is refused when it is planned, before anything is
+    written: an output folder that is an input or inside one (the study folder `root`, which holds the run
+    folders; the tokenizer and the store the study prepares), nothing to evaluate, or a Mirai-I teacher judged
+    by its own features (it would flatter itself)."""
     for v in variants:
         cfg = v.config
         assert cfg is not None
+        source, tokenizer = {"data.source": cfg.data.source}, {"tokenizer.checkpoint": tokenizer_location(cfg)}
+        check_not_an_input(root, {**source, **tokenizer, "data.store": cfg.data.store,
+                                  "data.val_store": validation_store_path(cfg), "eval.reference": cfg.eval.reference})
+        check_not_an_input(tokenizer_location(cfg), source)
+        check_not_an_input(cfg.data.store, {**source, **tokenizer})
         if nothing_to_evaluate(cfg):
             raise MiraiError(f"variant {v.label}: {NOTHING_TO_EVALUATE}")
         if cfg.foresight.source == "encoder" and cfg.foresight.encoder == cfg.eval.extractor:
@@ -154,11 +161,6 @@ def evaluation_steps(config: MiraiConfig, total_steps: int, steps_per_epoch: flo
 def write_study_file(study: Study) -> None:
     """study.json: how the study was planned and every variant run in its folder so far (a rerun that would
     run a variant with other settings stops)."""
-    for v in [*study.sources(), *study.variants]:
-        c = v.config
-        assert c is not None
-        check_not_an_input(study.root, {"data.source": c.data.source, "data.store": c.data.store,
-                                        "tokenizer.checkpoint": c.tokenizer.checkpoint, "eval.reference": c.eval.reference})
     study.root.mkdir(parents=True, exist_ok=True)
     variants = [{"name": v.name, "label": v.label, "value": v.axis_value, "seed": v.seed,
                  "overrides": list(v.overrides)} for v in [*study.sources(), *study.variants]]

@@ -12,6 +12,7 @@ from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.toml_writer import config_to_dict
 from mirai_cli.data.holdout import training_and_validation_splits
 from mirai_cli.errors import MiraiError
+from mirai_cli.files.locks import check_not_an_input
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.encode import encode_store
 from mirai_cli.tokenizer.fit import FitConfig, FitResult, fit_tokenizer
@@ -93,6 +94,7 @@ def ensure_tokenizer_and_store(config: MiraiConfig, show_progress: bool = True, 
         if location.suffix in (".pt", ".pth", ".safetensors"):
             raise MiraiError(f"tokenizer checkpoint {location} not found; download it or point tokenizer.checkpoint "
                              "at a folder to fit one there")
+        check_not_an_input(location, {"data.source": config.data.source})  # before its preset.toml is written
         log(f"fitting the tokenizer into {location} ({config.tokenizer.fit_steps} steps)")
         location.mkdir(parents=True, exist_ok=True)
         (location / "preset.toml").write_text(resolved_toml(config))

@@ -3,7 +3,8 @@ sets: `registries.ABLATE_AXES`) x the study's seeds.
 
 A variant is the base preset plus a few `--set` overrides: the axis's setting, the fields that value fixes
 with it (`derived_overrides`), the teacher when the axis needs one, and `train.seed`. The baseline
-(foresight.source = "none") runs on every seed of the study, plus `ablate.baseline_seeds - 1` more, so every
+(foresight.source = "none") runs on every seed of the study, plus `ablate.baseline_seeds - 1` more (the seeds
+after the largest study seed: `baseline_seed_list`), so every
 table has the number to beat and its noise. For axes that only mean something with a teacher (level, layout,
 k, depth, lambda, warmup) the method comes from the base preset, or Mirai-E when the base has none; the
 encoder and encoder_layer axes use Mirai-I, and target_norm uses Mirai-I when the base has no teacher.
@@ -37,6 +38,23 @@ class Variant:
     @property
     def is_baseline(self) -> bool:
         return self.axis_value is None
+
+
+def baseline_seed_list(seeds: Sequence[int], baseline_seeds: int) -> list[int]:
+    """The baseline's seeds: the study's (in the order given), then `baseline_seeds - 1` more after the largest
+    (max + 1, max + 2, ...), so that no seed, and no run folder `<name>-s<seed>`, comes twice whatever the order."""
+    extra = max(seeds) + 1
+    return list(seeds) + list(range(extra, extra + max(0, baseline_seeds - 1)))
+
+
+def check_unique_names(variants: Sequence["Variant"]) -> None:
+    """Each variant is one run folder: two of the same name would be one run counted twice."""
+    seen: set[str] = set()
+    for v in variants:
+        if v.name in seen:
+            raise MiraiError(f"two variants are named {v.name!r} (a value or seed given twice?); give each value "
+                             "and seed once")
+        seen.add(v.name)
 
 
 def default_values(axis: str, base: MiraiConfig) -> list[Value]:
@@ -102,6 +120,7 @@ def _slug(value: Value) -> str:
 def coerce_values(axis: str, values: Sequence[Any]) -> list[Value]:
     """`--values 1,3,9` arrives as strings: numbers become numbers where the axis takes numbers."""
     out: list[Value] = []
+    slugs: dict[str, Any] = {}
     for raw in values:
         value: Value = raw
         if isinstance(raw, str):
@@ -117,6 +136,10 @@ def coerce_values(axis: str, values: Sequence[Any]) -> list[Value]:
                 value = int(text)
             else:
                 value = text
+        if _slug(value) in slugs:  # the slug names the variant's folder
+            raise MiraiError(f"--values / ablate.values for {axis}: {value!r} repeats {slugs[_slug(value)]!r}; give "
+                             "each value once")
+        slugs[_slug(value)] = value
         out.append(value)
     if not out:
         raise MiraiError(f"--values for {axis} is empty")
@@ -151,8 +174,7 @@ def expand(
         suffix = f"-s{seed}" if len(seeds) > 1 or seed != seeds[0] else ""
         return Variant(name + suffix, label + (f" (seed {seed})" if suffix else ""), value, tuple(sets), seed, config)
 
-    baseline_seed_list = list(seeds) + [seeds[-1] + i for i in range(1, max(1, baseline_seeds))]
-    for seed in baseline_seed_list:
+    for seed in baseline_seed_list(seeds, baseline_seeds):
         variants.append(make("baseline", "baseline", None, ["foresight.source=\"none\""], seed))
     for value in chosen:
         if axis == "source" and value == "none":
@@ -167,6 +189,7 @@ def expand(
         sets += derived_overrides(axis, value, base)
         for seed in seeds:
             variants.append(make(f"{axis}-{_slug(value)}", f"{axis} = {value}", value, sets, seed))
+    check_unique_names(variants)
     return variants
 
 

@@ -39,11 +39,12 @@ from mirai_cli.evaluation import cache_reference, evaluate
 from mirai_cli.evaluation.from_config import eval_settings_from_config
 from mirai_cli.evaluation.nll import validation_nll
 from mirai_cli.files.atomic import atomic_path, write_json
+from mirai_cli.files.locks import check_not_an_input
 from mirai_cli.gpt.checkpoint import latest_checkpoint, list_checkpoints, load_gpt_checkpoint
 from mirai_cli.metrics.log import read_metrics
 from mirai_cli.sampling import run_sample_job
 from mirai_cli.sampling.from_config import sample_job_from_config
-from mirai_cli.tokenizer.from_config import validation_store_path
+from mirai_cli.tokenizer.from_config import tokenizer_location, validation_store_path
 
 Log = Callable[[str], None]
 
@@ -80,7 +81,7 @@ def plan_study(
     variants = expand(presets, overrides, axis, values, baseline_seeds=base.ablate.baseline_seeds)
     root = Path(out_dir) if out_dir else Path(base.ablate.out_dir.format(axis=axis))
     placed = [place(v, root) for v in variants]
-    check_extractor_is_not_a_teacher(placed)
+    check_variants(placed, root)
     argv = ["--axis", axis, *_options("--preset", presets), *_options("--set", overrides),
             *(["--values", ",".join(str(v) for v in values)] if values else []), "--out", str(root)]
     return Study(root, axis, placed, argv, {"axis": axis, "presets": list(presets), "overrides": list(overrides)})
@@ -94,7 +95,7 @@ def plan_study_file(path: Path, names: Optional[Sequence[str]], overrides: Seque
     variants = study_variants(study_file, names, overrides)
     root = Path(out_dir) if out_dir else Path(variants[0].config.ablate.out_dir.format(axis=study_file.name))  # type: ignore[union-attr]
     placed = [place(v, root) for v in variants]
-    check_extractor_is_not_a_teacher(placed)
+    check_variants(placed, root)
     argv = ["--study", str(path), *(["--variants", ",".join(names)] if names else []),
             *_options("--set", overrides), "--out", str(root)]
     record = {"study": str(path), "presets": study_file.presets,
@@ -117,16 +118,35 @@ def place(variant: Variant, root: Path) -> Variant:
                                continues=source)
 
 
-def check_extractor_is_not_a_teacher(variants: Sequence[Variant]) -> None:
-    """A Mirai-I teacher judged by its own features would flatter itself."""
+def check_variants(variants: Sequence[Variant], root: Path) -> None:
+    """What would fail or make a study's numbers meaningless is refused when it is planned, before anything is
+    written: an output folder that is an input or inside one (the study folder `root`, which holds the run
+    folders; the tokenizer and the store the study prepares), nothing to evaluate, or a Mirai-I teacher judged
+    by its own features (it would flatter itself)."""
     for v in variants:
         cfg = v.config
         assert cfg is not None
+        source, tokenizer = {"data.source": cfg.data.source}, {"tokenizer.checkpoint": tokenizer_location(cfg)}
+        check_not_an_input(root, {**source, **tokenizer, "data.store": cfg.data.store,
+                                  "data.val_store": validation_store_path(cfg), "eval.reference": cfg.eval.reference})
+        check_not_an_input(tokenizer_location(cfg), source)
+        check_not_an_input(cfg.data.store, {**source, **tokenizer})
+        if nothing_to_evaluate(cfg):
+            raise MiraiError(f"variant {v.label}: {NOTHING_TO_EVALUATE}")
         if cfg.foresight.source == "encoder" and cfg.foresight.encoder == cfg.eval.extractor:
             raise MiraiError(
                 f"variant {v.label}: the evaluation extractor {cfg.eval.extractor} is also the Mirai-I teacher; "
                 "choose another with --set eval.extractor=... (e.g. inception-v3-compat or efficientnet-lite2)"
             )
+
+
+NOTHING_TO_EVALUATE = "nothing to evaluate: set ablate.eval_samples_per_class > 0 or data.val_images > 0"
+
+
+def nothing_to_evaluate(config: MiraiConfig) -> bool:
+    """An evaluation round scores samples (ablate.eval_samples_per_class) and/or the validation NLL (a validation
+    store, data.val_images): with neither, a study would train and report nothing."""
+    return config.ablate.eval_samples_per_class <= 0 and validation_store_path(config) is None
 
 
 def evaluation_steps(config: MiraiConfig, total_steps: int, steps_per_epoch: float) -> list[int]:
@@ -269,7 +289,7 @@ def evaluate_checkpoint(config: MiraiConfig, folder: Path, samples_dir: Path, se
         record.update(samples=sampled.total, extractor=result.extractor.get("name"), sample_s=t2 - t1,
                       eval_s=time.perf_counter() - t2)
     if not values:
-        raise MiraiError("nothing to evaluate: set ablate.eval_samples_per_class > 0 or data.val_images > 0")
+        raise MiraiError(NOTHING_TO_EVALUATE)
     return {"values": values, "names": names, **record}
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from mirai_cli.ablate.axes import Variant, flat_settings
+from mirai_cli.ablate.axes import Variant, baseline_seed_list, check_unique_names, flat_settings
 from mirai_cli.config import MiraiConfig, load_config
 from mirai_cli.config.loader import Layer, read_toml
 from mirai_cli.errors import MiraiError
@@ -185,10 +185,10 @@ def study_variants(study: StudyFile, names: Optional[Sequence[str]], overrides: 
     out = []
     for name in chosen_variants(study, names):
         ablate = study.config(name, overrides).ablate
-        seeds = list(ablate.seeds)
-        if study.variants[name].baseline == name:
-            seeds += [seeds[-1] + i for i in range(1, ablate.baseline_seeds)]
+        is_baseline = study.variants[name].baseline == name
+        seeds = baseline_seed_list(ablate.seeds, ablate.baseline_seeds if is_baseline else 1)
         out += [make(name, seed) for seed in seeds]
+    check_unique_names(out)
     return out
 
 

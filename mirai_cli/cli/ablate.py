@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mirai_cli.cli.common import PresetOption, SetOption, console, emit, handle_errors
+from mirai_cli.cli.common import JobsOption, PresetOption, SetOption, console, emit, handle_errors
 from mirai_cli.config.registries import ABLATE_AXES, unknown_name
 
 
@@ -24,9 +24,7 @@ def ablate_command(
     out: Optional[Path] = typer.Option(None, "--out", help="study folder (default: ablate.out_dir)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the variants and the fields in which they differ"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
-    jobs: Optional[int] = typer.Option(
-        None, "--jobs", "-j", help="variants run at once, one process each (default: one per visible GPU, else 1)"
-    ),
+    jobs: Optional[int] = JobsOption("variants run at once, one process each (default: one per visible GPU, else 1)"),
     only: Optional[str] = typer.Option(None, "--only", help="run just this variant (no report)"),
     study_path: Optional[Path] = typer.Option(
         None, "--study", help="a study file (TOML): named variants of a base preset, e.g. docs/studies/length.toml"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mirai_cli.config import MiraiConfig, load_config
+from mirai_cli.config.schema import EVAL_SEED_MAX, SEED_MAX
 from mirai_cli.errors import MiraiError
 
 console = Console()
@@ -25,6 +26,30 @@ PresetOption = typer.Option(
     None, "--preset", "-p", help="preset name or .toml path; repeat to layer left to right (later wins)"
 )
 SetOption = typer.Option(None, "--set", "-s", help="override one field: section.key=value (repeatable)")
+
+
+def in_range(flag: str, low: int, high: Optional[int] = None) -> Callable[[Optional[int]], Optional[int]]:
+    """An option callback: an integer outside low..high is one error line (click's own message is a box)."""
+    span = f"from {low} to {high}" if high is not None else f">= {low}"
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < low or (high is not None and value > high)):
+            fail(f"{flag} {value} is out of range: give a whole number {span}")
+        return value
+
+    return check
+
+
+def SeedOption(help: str, evaluation: bool = False) -> Any:  # noqa: N802 - an option factory, like the constants
+    """`--seed` of every command: the range of a preset's seed (config.schema.SEED_MAX; EVAL_SEED_MAX for
+    evaluation's)."""
+    return typer.Option(None, "--seed", help=help,
+                        callback=in_range("--seed", 0, EVAL_SEED_MAX if evaluation else SEED_MAX))
+
+
+def JobsOption(help: str) -> Any:  # noqa: N802
+    """`--jobs`: processes run at once, at least one."""
+    return typer.Option(None, "--jobs", "-j", help=help, callback=in_range("--jobs", 1))
 
 
 def fail(message: str, exit_code: int = 2) -> None:

@@ -27,6 +27,7 @@ from typer.core import TyperGroup
 
 from mirai_cli.cli.common import (
     PresetOption,
+    SeedOption,
     SetOption,
     check_output_file,
     config_from_options,
@@ -135,7 +136,7 @@ def run(
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=setting_help("eval.batch_size")),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)"),
     workers: int | None = typer.Option(None, "--workers", help="image decoding processes (default 0 on CPU)"),
-    seed: int | None = typer.Option(None, "--seed", help="seed of KID subsets, IS shuffle, --ref-limit (default 2020)"),
+    seed: int | None = SeedOption("seed of KID subsets, IS shuffle, --ref-limit (default 2020)", evaluation=True),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="reference feature cache (default ~/.cache/mirai/eval)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the reference cache"),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),
@@ -202,7 +203,7 @@ def stats(
     batch_size: int | None = typer.Option(None, "--batch-size", "-b", help=setting_help("eval.batch_size")),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda"),
     workers: int | None = typer.Option(None, "--workers", help="image decoding processes"),
-    seed: int | None = typer.Option(None, "--seed", help="seed of --ref-limit"),
+    seed: int | None = SeedOption("seed of --ref-limit", evaluation=True),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="feature cache folder"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
     offline: bool = typer.Option(False, "--offline", help="never download weights"),

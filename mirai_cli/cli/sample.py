@@ -10,6 +10,7 @@ import typer
 
 from mirai_cli.cli.common import (
     PresetOption,
+    SeedOption,
     SetOption,
     check_output_folder,
     config_from_options,
@@ -42,7 +43,7 @@ def sample_command(
     per_class: Optional[int] = typer.Option(None, "--per-class", help=setting_help("sample.per_class")),
     random: Optional[int] = typer.Option(None, "--random", help=setting_help("sample.random_classes")),
     cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help=setting_help("sample.cfg_scale")),
-    seed: Optional[int] = typer.Option(None, "--seed", help=setting_help("sample.seed")),
+    seed: Optional[int] = SeedOption(setting_help("sample.seed")),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (one GPU by its index)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:

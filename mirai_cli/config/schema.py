@@ -41,6 +41,12 @@ def _check_bool_or_auto(value: Any) -> Union[bool, str]:
 
 Duration = Annotated[Union[int, str], Field(json_schema_extra={"format": "duration"})]
 
+# Every seed (presets and --seed options, cli/common.py) lies in 0..2^63-1: what torch and numpy generators take.
+SEED_MAX = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+# Evaluation's seed feeds numpy's RandomState (torch-fidelity's KID subsets and IS shuffle), which takes 32 bits.
+EVAL_SEED_MAX = 2**32 - 1
+
 # The names users type live in registries (no torch); imported here so the schema validates against them.
 from mirai_cli.config.registries import (  # noqa: E402, F401 - ENCODER_LAYERS, encoder_layer_problem re-exported
     ABLATE_AXES,
@@ -314,7 +320,7 @@ class TrainConfig(Section):
     activation_checkpointing: bool = Field(
         False, description="recompute each block's activations in backward (less memory, ~1/3 more compute)"
     )
-    seed: int = Field(0, ge=0, description="seed of weights, data order and dropout")
+    seed: Seed = Field(0, description="seed of weights, data order and dropout")
     log_every: int = Field(10, ge=1, description="steps between metric lines")
     ckpt_every: Duration = Field(5000, description="steps (or 'Nep') between checkpoints")
     keep_last: int = Field(2, ge=1, description="checkpoints kept (older ones are deleted)")
@@ -356,7 +362,7 @@ class SampleConfig(Section):
         "auto", description="images per generation batch; auto: 128 on CUDA, 32 on the CPU"
     )
     shard_size: int = Field(1000, ge=1, description="images per resumable shard")
-    seed: int = Field(0, ge=0, description="sampling seed")
+    seed: Seed = Field(0, description="sampling seed")
     weights: Literal["ema", "raw"] = Field("ema", description="EMA weights (default) or the raw trained weights")
     compile: Union[bool, Literal["auto"]] = Field(
         "auto", description="torch.compile the decode step: true, false, or auto (on on CUDA, off on the CPU)"
@@ -412,12 +418,24 @@ class AblateConfig(Section):
         None, description=f"the axis to vary, one of {', '.join(ABLATE_AXES)}"
     )
     values: Optional[list[Union[int, float, str]]] = Field(None, description="axis values (default: the axis's own)")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, description="seeds; each variant runs once per seed")
-    baseline_seeds: int = Field(1, ge=1, description="extra baseline runs with seeds +1, +2, ... to measure noise")
+    seeds: list[Seed] = Field([0], min_length=1, description="seeds, each once; each variant runs once per seed")
+    baseline_seeds: int = Field(
+        1, ge=1, description="baseline runs per seed set: N > 1 adds N - 1 baseline runs on the seeds after the "
+        "largest of ablate.seeds (max + 1, max + 2, ...) to measure noise"
+    )
     eval_samples_per_class: int = Field(
         10, ge=0, description="class-balanced samples per evaluation round (0: no sampling, validation NLL only)"
     )
     out_dir: str = Field("runs/ablate-{axis}", description="study folder; {axis} is the axis name")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, value: list[int]) -> list[int]:
+        # Each seed names a run folder (<variant>-s<seed>): a repeated seed would count one run twice.
+        repeated = sorted({s for s in value if value.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} is given twice; give each seed once, e.g. [0, 1, 2]")
+        return value
 
 
 class MiraiConfig(BaseModel):

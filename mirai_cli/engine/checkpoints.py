@@ -108,8 +108,9 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta: dict[
     return final
 
 
-def load_checkpoint(folder: Path) -> dict[str, Any]:
-    """The state dict `save_checkpoint` wrote; a damaged or truncated file is one clear error. Every tensor is
+def load_checkpoint(folder: Path, needs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The state dict `save_checkpoint` wrote; a damaged, truncated or missing file (of the states in `needs`)
+    is one clear error. Every tensor is
     memory-mapped from its file (safetensors are, and train_state.pt with mmap=True; copy-on-write, the files
     never change): a resume copies them into the model and optimizer page by page instead of holding the whole
     checkpoint in RAM on every process first."""
@@ -125,6 +126,11 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
                 state[key] = _read_safetensors(folder / name)[0]
             except MiraiError as exc:
                 raise MiraiError(f"{exc} (truncated or damaged); {hint}") from None
+    missing = [key for key in needs if key not in state]
+    if missing:
+        name = WEIGHT_FILES.get(missing[0], TRAIN_STATE)
+        raise MiraiError(f"checkpoint {folder} lacks {name} (its {missing[0]} weights), which this run resumes from; "
+                         f"copy the file back, or {hint}")
     return state
 
 

@@ -169,7 +169,7 @@ def resume_step(run: Run) -> int:
     if found is None:
         raise MiraiError(f"{run.run_dir} has no complete checkpoint to resume from; start it without --resume")
     check_same_tokenizer(found[1], run.store)
-    run.load_state_dict(load_checkpoint(found[1]))
+    run.load_state_dict(load_checkpoint(found[1], needs=("model", *run.emas)))
     return run.start_step
 
 

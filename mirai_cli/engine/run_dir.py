@@ -12,6 +12,7 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import write_json, write_text
 from mirai_cli.files.locks import acquire
 from mirai_cli.files.manifest import manifest
+from mirai_cli.tokenizer.from_config import validation_store_path
 
 PRESET_FILE = "preset.toml"
 MANIFEST_FILE = "manifest.json"
@@ -72,7 +73,7 @@ def unresumable_difference(old_config: MiraiConfig, config: MiraiConfig) -> Opti
 def prepare_run_dir(run_dir: Path, config: MiraiConfig, resume: bool, extra_manifest: dict[str, Any]) -> None:
     """Create (or, on resume, check) the run folder and write the resolved preset and manifest. The folder stays
     locked by this process until it ends (or locks.release(run_dir)), so a second job into it stops."""
-    acquire(run_dir)
+    acquire(run_dir, {"data.store": config.data.store, "data.val_store": validation_store_path(config)})
     has_checkpoints = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*"))
     if resume:
         check_same_preset(run_dir, config)

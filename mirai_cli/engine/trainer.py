@@ -67,6 +67,9 @@ def read_device(run: Run, out: StepOutput, interrupted: bool) -> Reading:
         last = latest_checkpoint(run.run_dir)
         kept = f"the last good checkpoint is {last[1]}" if last else "no checkpoint was written yet"
         where = f"at step {reading.first_bad_step + 1}" if reading.first_bad_step is not None else "on another process"
+        cause = run.teacher.nonfinite_problem() if run.teacher is not None else None
+        if cause is not None:  # a damaged teacher cache, not the learning rate
+            raise TrainingDiverged(f"loss became non-finite {where}: {cause}")
         raise TrainingDiverged(
             f"loss became non-finite {where} (loss {reading.losses.get('loss')}, grad norm {reading.grad_norm:.3g}); "
             f"stopped. {kept}; lower train.lr or use train.precision=fp32 and --resume"

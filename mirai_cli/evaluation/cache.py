@@ -17,6 +17,15 @@ import numpy as np
 from mirai_cli.evaluation.statsfile import FidStats
 from mirai_cli.files.atomic import save_npy, save_npz, write_json
 from mirai_cli.files.hashing import HashMemo, sha256_bytes
+from mirai_cli.runtime.progress import warn
+
+# What numpy raises for a damaged file: OSError, ValueError (truncated), EOFError (zero bytes), KeyError (an npz
+# without its arrays).
+DAMAGED = (OSError, ValueError, EOFError, KeyError)
+
+
+def _damaged(path: Path, exc: BaseException) -> None:
+    warn(f"evaluation feature cache entry {path} cannot be read ({exc or type(exc).__name__}); computing it again")
 
 CACHE_ENV = "MIRAI_CACHE"
 
@@ -53,10 +62,13 @@ class FeatureCache:
         if self.root is None:
             return None
         path = self._dir(key) / f"{layer}.npy"
+        if not path.is_file():
+            return None
         try:
-            return np.load(path, mmap_mode="r") if path.is_file() else None
-        except (OSError, ValueError):
-            return None  # a damaged entry is recomputed
+            return np.load(path, mmap_mode="r")
+        except DAMAGED as exc:
+            _damaged(path, exc)  # a damaged entry is recomputed (and then overwritten)
+            return None
 
     def load_stats(self, key: str, layer: str) -> FidStats | None:
         if self.root is None:
@@ -67,7 +79,8 @@ class FeatureCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return FidStats(z["mu"], z["sigma"])
-        except (OSError, ValueError, KeyError):
+        except DAMAGED as exc:
+            _damaged(path, exc)
             return None
 
     def save_features(self, key: str, layer: str, features: np.ndarray, meta: dict[str, Any]) -> None:

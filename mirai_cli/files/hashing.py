@@ -46,7 +46,8 @@ class HashMemo:
         self._dirty = False
         if self.path is not None and self.path.is_file():
             try:
-                self._entries = json.loads(self.path.read_text())
+                entries = json.loads(self.path.read_text())
+                self._entries = entries if isinstance(entries, dict) else {}
             except (OSError, ValueError):
                 self._entries = {}  # a damaged memo only costs a re-hash
 

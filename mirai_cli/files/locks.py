@@ -3,7 +3,13 @@ it writes it, so two jobs never interleave their files. A second job stops with 
 
 The lock is a small JSON file (pid, host, command, start time) created with O_EXCL. A lock whose process is
 gone (same host, pid dead or reused) is stale and taken over; a lock from another host is trusted, since its
-process cannot be checked from here (the message says how to remove it by hand)."""
+process cannot be checked from here (the message says how to remove it by hand). A lock file that cannot be
+read as such (empty or garbled: a crash between creating and writing it) is stale too, once it is older than
+the moment a live job needs to write it (`FRESH_S`); it is taken over with a warning.
+
+Why pid files and not OS locks (flock, the `filelock` package): flock is unreliable on the shared and network
+file systems that runs and stores live on (NFS, Lustre), and a lock file that names its pid, host and start
+time says who holds a folder and lets a dead holder's lock be told apart; it also adds no dependency."""
 
 from __future__ import annotations
 
@@ -14,13 +20,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mirai_cli.errors import MiraiError
 
 LOCK_FILE = ".mirai.lock"
+FRESH_S = 2.0  # an unreadable lock younger than this may be a live job's, between creating and writing it
 
 # folder -> how many times this process holds it (a job may lock a folder it already owns, e.g. ablate)
 _held: dict[Path, int] = {}
@@ -49,6 +56,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _readable(holder: dict[str, Any]) -> bool:
+    """A lock file that names a holder (a pid and a host); anything else is the remains of a crash."""
+    return isinstance(holder.get("pid"), int) and isinstance(holder.get("host"), str)
+
+
 def _holder_alive(holder: dict[str, Any]) -> bool:
     """Whether the job a lock file names still runs: same pid and same start time (a reused pid is not it)."""
     if holder.get("host") != socket.gethostname():
@@ -70,6 +82,13 @@ def _read(path: Path) -> dict[str, Any] | None:
     return holder if isinstance(holder, dict) else {}
 
 
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def describe(holder: dict[str, Any]) -> str:
     return (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}: "
             f"{holder.get('command')}")
@@ -80,9 +99,29 @@ def _command() -> str:
     return " ".join([program, *sys.argv[1:]])
 
 
-def acquire(folder: str | Path) -> Path:
+Inputs = Mapping[str, "str | Path | None"]  # what a job reads, by setting name: {"data.store": "stores/x"}
+
+
+def check_not_an_input(folder: str | Path, inputs: Inputs) -> None:
+    """The one rule for output folders: an output folder is never one of its job's inputs, nor inside one (a run
+    folder in its token store would overwrite the store's manifest). Inputs that do not exist are not compared
+    (a built-in data set name is not a path)."""
+    out = Path(folder).resolve()
+    for name, given in inputs.items():
+        if given is None or not Path(given).exists():
+            continue
+        source = Path(given).resolve()
+        if out == source or source in out.parents:
+            where = "is" if out == source else "is inside"
+            raise MiraiError(f"output folder {folder} {where} {name} {given}, an input of this job: choose another "
+                             "output folder (nothing was written)")
+
+
+def acquire(folder: str | Path, inputs: Inputs | None = None) -> Path:
     """Lock `folder` (created if missing) for this process until release() or the process ends; raises
-    FolderLocked if a live job holds it."""
+    FolderLocked if a live job holds it. `inputs`: what the job reads, which the folder must not be nor be
+    inside (`check_not_an_input`); checked before anything is created."""
+    check_not_an_input(folder, inputs or {})
     folder = Path(folder).resolve()
     if folder in _held:
         _held[folder] += 1
@@ -91,14 +130,20 @@ def acquire(folder: str | Path) -> Path:
     path = folder / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
           "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "process_start": _process_start(os.getpid())}
-    for _ in range(20):
+    for _ in range(20 + int(FRESH_S / 0.05)):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _read(path)
             if holder is None:
                 continue  # released meanwhile
-            if _holder_alive(holder):
+            if not _readable(holder):
+                if _age(path) < FRESH_S:
+                    time.sleep(0.05)  # its job may be writing it now
+                    continue
+                print(f"warning: {path} is empty or garbled (a job that crashed while locking); taking it over",
+                      file=sys.stderr)
+            elif _holder_alive(holder):
                 raise FolderLocked(
                     f"{folder} is in use by another mirai job ({describe(holder)}); wait for it, or choose another "
                     f"folder (if that job is gone, delete {path})") from None
@@ -130,9 +175,9 @@ def release(folder: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold the lock of `folder` for the duration of the block."""
-    path = acquire(folder)
+def folder_lock(folder: str | Path, inputs: Inputs | None = None) -> Iterator[Path]:
+    """Hold the lock of `folder` (never one of `inputs`, nor inside one) for the duration of the block."""
+    path = acquire(folder, inputs)
     try:
         yield path
     finally:

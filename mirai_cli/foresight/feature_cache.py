@@ -33,6 +33,7 @@ from mirai_cli.foresight.teachers.encoders import FrozenEncoder
 from mirai_cli.foresight.teachers.pixels import uint8_to_unit
 from mirai_cli.foresight.teachers.store_pixels import StorePixels
 from mirai_cli.runtime.distributed import DistEnv, barrier, broadcast_object
+from mirai_cli.runtime.progress import warn
 
 __all__ = ["TeacherFeatureCache", "StorePixels", "build_feature_cache", "cache_path", "open_feature_cache"]
 
@@ -95,7 +96,7 @@ def build_feature_cache(
         if verdict == "complete":
             return path
         raise MiraiError(str(verdict))
-    todo = [k for k in range(num_shards) if not _shard_done(path, k)]
+    todo = [k for k in range(num_shards) if not _shard_done(path, k, head["shape"])]
     done_entries = n_entries - sum(_shard_len(k, shard_entries, n_entries) for k in todo)
     pixels = StorePixels(store, workers=1)
     for k in todo[env.rank :: env.world_size]:  # resumable per shard
@@ -119,7 +120,11 @@ def _start_cache(path: Path, head: dict[str, Any]) -> str:
                 return (f"teacher feature cache {path} was made with another encoder, weights or token store; "
                         "delete that folder to rebuild it")
             if old.get("status") == "complete":
-                return "complete"
+                damaged = [k for k in range(head["num_shards"]) if not _shard_done(path, k, head["shape"])]
+                if not damaged:
+                    return "complete"
+                warn(f"teacher feature cache {path}: shard {damaged[0]:05d} cannot be read (damaged or "
+                     f"truncated{f', and {len(damaged) - 1} more' if len(damaged) > 1 else ''}); computing it again")
     except MiraiError as exc:
         return str(exc)
     path.mkdir(parents=True, exist_ok=True)
@@ -127,7 +132,7 @@ def _start_cache(path: Path, head: dict[str, Any]) -> str:
         tmp.unlink(missing_ok=True)  # leftovers of a killed run
     n_entries, n_crops, hw, dim = head["shape"]
     need = sum(_shard_len(k, head["shard_entries"], n_entries)
-               for k in range(head["num_shards"]) if not _shard_done(path, k)) * n_crops * hw * dim * 2
+               for k in range(head["num_shards"]) if not _shard_done(path, k, head["shape"])) * n_crops * hw * dim * 2
     free = shutil.disk_usage(path).free
     if need > free:
         return (f"teacher feature cache needs {need / 2**30:.1f} GiB at {path} but {free / 2**30:.1f} GiB are free: "
@@ -196,8 +201,29 @@ def _build_shard(path: Path, k: int, pixels: StorePixels, encoder: FrozenEncoder
     return done_entries
 
 
-def _shard_done(path: Path, k: int) -> bool:
-    return (path / f"{k:05d}.done.json").is_file() and (path / f"{k:05d}.npy").is_file()
+def _shard_done(path: Path, k: int, shape: list[int]) -> bool:
+    """Shard k is finished (its .done.json) and readable with the cache's shape (a damaged one is redone)."""
+    if not (path / f"{k:05d}.done.json").is_file():
+        return False
+    try:
+        _read_shard(path, k, shape)
+    except MiraiError:
+        (path / f"{k:05d}.done.json").unlink(missing_ok=True)  # redone from scratch, its .done.json last
+        return False
+    return True
+
+
+def _read_shard(path: Path, k: int, shape: list[int]) -> np.ndarray:
+    """Shard k memory-mapped, or a MiraiError saying why it cannot be used (a zero-byte or truncated file)."""
+    try:
+        arr = np.load(path / f"{k:05d}.npy", mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:  # numpy raises EOFError for an empty file
+        raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} cannot be read ({exc or 'empty'}); "
+                         f"{REBUILD}") from exc
+    if arr.dtype != np.float16 or tuple(arr.shape[1:]) != tuple(shape[1:]):
+        raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} has {arr.shape} {arr.dtype}; "
+                         f"{REBUILD}")
+    return arr
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -239,6 +265,18 @@ class TeacherFeatureCache:
             out[sel] = self.shards[int(s)][idx[sel] - int(s) * self.shard_entries, crops[sel]]
         return torch.from_numpy(out)
 
+    def nonfinite_problem(self) -> str | None:
+        """Where the cache holds a NaN or infinity (a damaged file: a build refuses non-finite features), shard by
+        shard; None if it holds none. Read only after a loss went non-finite, so the hot path pays nothing."""
+        for k, shard in enumerate(self.shards):
+            for start in range(0, len(shard), 256):
+                rows = np.asarray(shard[start: start + 256])
+                if not np.isfinite(rows).all():
+                    entry = k * self.shard_entries + start + int(np.argwhere(~np.isfinite(rows))[0][0])
+                    return (f"teacher feature cache {self.path} holds non-finite values (shard {k:05d}, store entry "
+                            f"{entry}): the cache is damaged, not the run; {REBUILD}")
+        return None
+
 
 def open_feature_cache(store: Any, name: str, *, expect_encoder: dict[str, Any] | None = None) -> TeacherFeatureCache:
     """Open the finished cache `name` (FrozenEncoder.cache_name) next to `store`, checking that it was made from
@@ -259,14 +297,5 @@ def open_feature_cache(store: Any, name: str, *, expect_encoder: dict[str, Any] 
         if key in ENCODER_FIELDS and json.loads(json.dumps(value)) != manifest["encoder"].get(key):
             raise MiraiError(f"teacher feature cache {path} was made with {key} = {manifest['encoder'].get(key)!r}, "
                              f"this run uses {value!r}; {REBUILD}")
-    shards = []
-    for k in range(int(manifest["num_shards"])):
-        try:
-            arr = np.load(path / f"{k:05d}.npy", mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} cannot be read ({exc}); "
-                             f"{REBUILD}") from exc
-        if arr.dtype != np.float16 or tuple(arr.shape[1:]) != tuple(manifest["shape"][1:]):
-            raise MiraiError(f"teacher feature cache {path} is corrupt: shard {k:05d} has {arr.shape} {arr.dtype}")
-        shards.append(arr)
+    shards = [_read_shard(path, k, manifest["shape"]) for k in range(int(manifest["num_shards"]))]
     return TeacherFeatureCache(path, manifest, shards)

@@ -23,7 +23,12 @@ from mirai_cli.errors import MiraiError
 from mirai_cli.files.hashing import sha256_file
 from mirai_cli.files.locks import release
 from mirai_cli.files.manifest import manifest
-from mirai_cli.gpt.checkpoint import ShapeHints, build_from_state_dict, read_gpt_checkpoint
+from mirai_cli.gpt.checkpoint import (
+    ShapeHints,
+    build_from_state_dict,
+    find_checkpoint_dir,
+    read_gpt_checkpoint,
+)
 from mirai_cli.gpt.generate import SampleOptions, autocast_dtype, generate
 from mirai_cli.gpt.logits import CFG_SCHEDULES
 from mirai_cli.gpt.model import GPT
@@ -240,7 +245,9 @@ def _run_sample_job(job: SampleJob, env: DistEnv, progress: Progress | None, log
             "batch_size": job.batch_size, "options": asdict(job.options),
         }
         try:
-            resumed = outputs.prepare_output(out_dir, identity, info)
+            source = Path(job.checkpoint)  # a checkpoint folder is read whole; a run folder's samples/ are not in it
+            source = find_checkpoint_dir(source) if source.is_dir() else source
+            resumed = outputs.prepare_output(out_dir, identity, info, {"checkpoint": source, "tokenizer": tok_path})
         except MiraiError as e:
             problem = str(e)
             release(out_dir)

@@ -21,7 +21,7 @@ from PIL import Image
 from mirai_cli.data.images import image_grid, save_png
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import remove_temp_files, write_json
-from mirai_cli.files.locks import acquire
+from mirai_cli.files.locks import Inputs, acquire
 
 MANIFEST = "sample_manifest.json"
 IMAGES = "images"
@@ -39,11 +39,11 @@ def image_path(out_dir: Path, index: int, label: int) -> Path:
     return out_dir / IMAGES / image_name(index, label)
 
 
-def prepare_output(out_dir: Path, identity: dict[str, Any], info: dict[str, Any]) -> bool:
-    """Check that out_dir is empty of samples or holds this very run's samples; write the manifest.
-    Returns True when resuming an earlier run. Raises MiraiError (nothing touched) for another run's folder.
-    The folder stays locked by this process until it ends or locks.release(out_dir)."""
-    acquire(out_dir)
+def prepare_output(out_dir: Path, identity: dict[str, Any], info: dict[str, Any], inputs: Inputs) -> bool:
+    """Check that out_dir is empty of samples or holds this very run's samples, and is none of `inputs` nor inside
+    one; write the manifest. Returns True when resuming an earlier run. Raises MiraiError (nothing touched) for
+    another run's folder. The folder stays locked by this process until it ends or locks.release(out_dir)."""
+    acquire(out_dir, inputs)
     remove_temp_files(out_dir)  # scratch of a killed job (the npz being assembled, half-written PNGs)
     remove_temp_files(out_dir / IMAGES)
     manifest_path = out_dir / MANIFEST

@@ -113,13 +113,15 @@ def encode_store(
     num_workers: int = 0,
     env: DistEnv | None = None,
     limit: int | None = None,
+    limit_setting: str | None = None,
     extra: dict[str, Any] | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] = warn,
     on_shard_done: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Encode every image of `source` (crops per `crop_mode`) with the tokenizer checkpoint into a token store
-    at `out`. Continues an unfinished store; returns the final manifest. `image_size` defaults to the size the
+    at `out`. Continues an unfinished store; returns the final manifest. `limit`: the first N images (all if fewer),
+or exactly N with `limit_setting` (the setting named in the error when the split holds fewer). `image_size` defaults to the size the
     tokenizer records (ours do). `batch_size` counts images (each gives 1, 2 or 10 crops). precision: "fp32"
     (default, as LlamaGen extracts codes) or "bf16" autocast (faster on GPUs, flips some codes). stated: the
     user's tokenizer config, for a checkpoint that records none (see `infer_config`). `extra` (e.g. the resolved
@@ -143,6 +145,9 @@ def encode_store(
         image_size = int(image_size)
         grid = cfg.grid(image_size)
         src = open_source(source, split)
+        if limit is not None and limit_setting is not None and int(limit) > len(src):  # an exact count: never capped
+            raise MiraiError(f"{limit_setting} = {limit}, but split {split!r} of {source} holds only {len(src)} images: "
+                             f"set {limit_setting} to at most {len(src)}")
         count = len(src) if limit is None else min(len(src), int(limit))
         if count == 0:
             raise MiraiError(f"data source {source} holds no images")
@@ -162,7 +167,7 @@ def encode_store(
         complete = (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete"
         if complete or not env.is_main:  # a complete store is only checked (it may be read-only); rank 0 holds the lock
             return _fill_store(*args)
-        with folder_lock(out):  # one job writes a store at a time
+        with folder_lock(out, {"data.source": source, "tokenizer": tokenizer}):  # one job writes a store at a time
             return _fill_store(*args)
 
 

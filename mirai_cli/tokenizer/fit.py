@@ -187,7 +187,7 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
         raise MiraiError(f"{out} already holds a finished tokenizer ({finished}); stores and runs made with it "
                          "need it as it is: fit a new one elsewhere with --out NEW_FOLDER, or continue this fit (e.g. more "
                          "steps) and replace it with --force")
-    with folder_lock(out):
+    with folder_lock(out, {"data.source": cfg.source}):
         return _fit(cfg, out, log)
 
 

@@ -12,6 +12,7 @@ from mirai_cli.config import MiraiConfig, resolved_toml
 from mirai_cli.config.toml_writer import config_to_dict
 from mirai_cli.data.holdout import training_and_validation_splits
 from mirai_cli.errors import MiraiError
+from mirai_cli.files.locks import check_not_an_input
 from mirai_cli.tokenizer.config import VQConfig
 from mirai_cli.tokenizer.encode import encode_store
 from mirai_cli.tokenizer.fit import FitConfig, FitResult, fit_tokenizer
@@ -70,10 +71,11 @@ def encode_from_config(config: MiraiConfig, tokenizer: Optional[Path] = None, st
         split, limit, default_store = val_split, val_limit, validation_store_path(config)
     else:
         split, limit, default_store = train_split, d.max_images, Path(d.store)
+    exact = "data.val_images" if validation else None  # a validation set of N images is N, never fewer
     return encode_store(
         tokenizer or tokenizer_location(config), d.source, store or default_store, image_size=d.image_size,
         crop_mode=d.crop, crop_ratio=d.crop_ratio, split=split, batch_size=t.encode_batch_size, shard_size=t.shard_size,
-        precision=t.encode_precision, strict=d.strict, limit=limit, stated=stated_vq_config(config),
+        precision=t.encode_precision, strict=d.strict, limit=limit, limit_setting=exact, stated=stated_vq_config(config),
         num_workers=d.num_workers,
         extra={"preset": config_to_dict(config)}, show_progress=show_progress, **kwargs,
     )
@@ -92,6 +94,7 @@ def ensure_tokenizer_and_store(config: MiraiConfig, show_progress: bool = True, 
         if location.suffix in (".pt", ".pth", ".safetensors"):
             raise MiraiError(f"tokenizer checkpoint {location} not found; download it or point tokenizer.checkpoint "
                              "at a folder to fit one there")
+        check_not_an_input(location, {"data.source": config.data.source})  # before its preset.toml is written
         log(f"fitting the tokenizer into {location} ({config.tokenizer.fit_steps} steps)")
         location.mkdir(parents=True, exist_ok=True)
         (location / "preset.toml").write_text(resolved_toml(config))

@@ -69,3 +69,26 @@ def test_a_bad_value_names_the_variant():
         expand(["tiny"], [], "depth", ["9"])
     with pytest.raises(MiraiError, match="unknown ablation axis"):
         expand(["tiny"], [], "colour")
+
+
+def test_no_study_counts_one_run_twice_or_trains_for_nothing(tmp_path):
+    """Variant names are run folders: a repeated seed or value is refused, extra baseline seeds never meet the
+    study's own (unsorted seeds included), and a study with nothing to evaluate is refused when planned."""
+    from mirai_cli.ablate.runner import plan_study
+    from mirai_cli.ablate.study_file import read_study_file, study_variants
+
+    with pytest.raises(MiraiError, match="seed 1 is given twice"):
+        expand(["tiny"], ["ablate.seeds=[1, 0, 1]"], "source")
+    with pytest.raises(MiraiError, match="give each value once"):
+        expand(["tiny"], [], "k", ["3", "1", "3"])
+    variants = expand(["tiny"], ["ablate.seeds=[2, 0]"], "source", ["ema"], baseline_seeds=3)
+    assert [v.seed for v in variants if v.is_baseline] == [2, 0, 3, 4]  # the extra ones after the largest
+    assert len({v.name for v in variants}) == len(variants)
+    path = tmp_path / "s.toml"
+    path.write_text('presets = ["tiny"]\nbaseline = "base"\n[settings]\nablate.seeds = [5, 1]\n'
+                    'ablate.baseline_seeds = 2\n[variants.base]\nforesight.source = "none"\n')
+    assert [v.name for v in study_variants(read_study_file(path), None)] == ["base-s5", "base-s1", "base-s6"]
+    with pytest.raises(MiraiError, match="nothing to evaluate"):
+        plan_study(["tiny"], ["ablate.eval_samples_per_class=0", "data.val_images=0"], "source", ["ema"],
+                   tmp_path / "study")
+    assert not (tmp_path / "study").exists()

@@ -138,3 +138,59 @@ def test_encode_strict_refuses_an_image_mode_it_cannot_convert_with_one_line(tin
     args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={tmp_path / 'store'}", "--set",
             f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set", "data.val_images=0", "--quiet", "--strict"]
     assert_one_line_error(mirai("tokenize", "encode", *args), "zz.tif", "32-bit float", "--strict", code=2)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["sample", "no-run", "--seed", "-1"], ["--seed -1", "from 0 to 9223372036854775807"]),
+    (["eval", "stats", "fashion-mnist", "--seed", str(2**32)], ["--seed", "from 0 to 4294967295"]),
+    (["train", "--set", f"train.seed={2**63}"], ["train.seed", "less than or equal to 9223372036854775807"]),
+    (["ablate", "--axis", "k", "--seeds", f"0,{2**63}", "--dry-run"], ["ablate.seeds", "9223372036854775807"]),
+    (["ablate", "--axis", "k", "--jobs", "0", "--dry-run"], ["--jobs 0", ">= 1"]),
+    (["ablate", "--axis", "k", "-j", "-1", "--dry-run"], ["--jobs -1", ">= 1"]),
+])
+def test_integer_options_out_of_range(tmp_path, args, fragments):
+    """Seeds lie in 0..2^63-1 and --jobs >= 1 wherever they are given (schema and shared options)."""
+    assert_one_line_error(mirai(*args, cwd=tmp_path), *fragments, code=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_output_folder_is_never_an_input_nor_inside_one(tiny_store, tmp_path):
+    """One rule for every job's output folder (train, tokenize, ablate): refused in one line before anything is
+    written, so the input (here a token store, an image folder) is left byte for byte as it was."""
+    from mirai_testdata import tiny_overrides
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store["store"], store)
+    TokenStore.open(store)  # its checksums checked once and remembered (verified.json), as every job does first
+    before = _files(store)
+    for run_dir, where in ((store, "is data.store"), (store / "run", "is inside data.store")):
+        sets = [x for item in tiny_overrides({**tiny_store, "store": store}, run_dir) for x in ("--set", item)]
+        assert_one_line_error(mirai("train", "--preset", "tiny", *sets, "--quiet"), str(run_dir), where,
+                              "choose another output folder", code=2)
+    study = ["--set", f"data.store={store}", "--set", f"tokenizer.checkpoint={tiny_store['tokenizer']}",
+             "--set", "data.val_images=0", "--set", "eval.resize=16"]
+    assert_one_line_error(mirai("ablate", "--axis", "k", *study, "--out", store, "--quiet"), "is data.store", code=2)
+    assert _files(store) == before
+
+    folder = _image_folder(tmp_path / "imgs", 4, readable={0, 1, 2, 3})
+    images = _files(folder)
+    args = ["--preset", "tiny", "--set", f"data.source={folder}", "--set", f"data.store={folder / 'store'}", "--set",
+            f"tokenizer.checkpoint={tiny_store['tokenizer']}", "--set", "data.image_size=16", "--set",
+            "data.val_images=0", "--quiet"]
+    assert_one_line_error(mirai("tokenize", "encode", *args), "is inside data.source", code=2)
+    assert_one_line_error(mirai("tokenize", "fit", *args, "--out", folder / "tok"), "is inside data.source", code=2)
+    assert _files(folder) == images and not (folder / "store").exists() and not (folder / "tok").exists()
+
+    run = tmp_path / "run"
+    sets = [x for item in tiny_overrides({**tiny_store, "store": store}, run, **{"train.duration": 3})
+            for x in ("--set", item)]
+    assert mirai("train", "--preset", "tiny", *sets, "--quiet").returncode == 0
+    checkpoint = run / "checkpoints" / "step_00000003"
+    weights = _files(checkpoint)
+    assert_one_line_error(mirai("sample", run, *sets, "--out", checkpoint / "s", "--per-class", "1", "--quiet"),
+                          "is inside checkpoint", code=2)
+    assert _files(checkpoint) == weights

@@ -43,3 +43,26 @@ def test_holdout_indices_are_distinct_and_spread_and_bad_counts_are_one_line():
     assert len(set(idx.tolist())) == 7 and idx.min() == 0 and idx.max() >= 85
     with pytest.raises(MiraiError, match="data.val_images"):
         holdout_indices(10, 10)
+
+
+def test_more_validation_images_than_the_test_split_holds_is_refused(tiny_store, tmp_path, monkeypatch):
+    """data.val_images is an exact count: never silently capped at the size of a built-in set's test split."""
+    import gzip
+    import struct
+
+    from mirai_cli.config import load_config
+    from mirai_cli.tokenizer.from_config import encode_from_config
+
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    for stem, arr in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", np.array([0, 1, 2], np.uint8))):
+        with gzip.open(folder / f"{stem}.gz", "wb") as f:  # the idx format: zero bytes, uint8 code, rank, sizes
+            f.write(bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes())
+    monkeypatch.setenv("MIRAI_DATA", str(tmp_path))
+    config = load_config(["tiny"], ["data.source=\"fashion-mnist\"", "data.val_images=5", "data.image_size=16",
+                                    f"data.val_store=\"{tmp_path / 'val'}\"",
+                                    f"tokenizer.checkpoint=\"{tiny_store['tokenizer']}\""])
+    with pytest.raises(MiraiError, match="data.val_images = 5, but split 'test' of fashion-mnist holds only 3"):
+        encode_from_config(config, show_progress=False, validation=True)
+    assert not (tmp_path / "val").exists()

@@ -131,3 +131,29 @@ def test_missing_encoder_weights_is_one_clear_error(tiny_store, tmp_path):
     with pytest.raises(MiraiError, match="dinov2-vit-s"):
         train(config, progress=False)
     assert not (tmp_path / "m" / "checkpoints").exists()
+
+
+def test_a_damaged_teacher_cache_is_computed_again_or_named(tiny_store, tmp_path, capsys):
+    """A zero-byte shard of the Mirai-I feature cache is computed again (with a warning); a NaN in it stops the
+    run naming the cache, not the learning rate."""
+    import shutil
+
+    import numpy as np
+
+    from mirai_cli.files.atomic import save_npy
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store["store"], store)
+    common = {"foresight.encoder": "tokenizer", "foresight.encoder_layer": 0, "foresight.cache_teacher": True,
+              "train.duration": 2, "train.ckpt_every": 2, "tokenizer.checkpoint": str(tiny_store["tokenizer"])}
+    cfg = lambda run: config_for({**tiny_store, "store": store}, tmp_path / run, ("mirai-i", "tiny"), **common)  # noqa: E731
+    train(cfg("a"), progress=False)
+    shard = next((store / "teacher").glob("*/00000.npy"))
+    good = np.load(shard)
+    shard.write_bytes(b"")
+    train(cfg("b"), progress=False)
+    assert "cannot be read" in capsys.readouterr().err
+    assert np.array_equal(np.load(shard), good)
+    save_npy(shard, np.full_like(good, np.nan))
+    with pytest.raises(MiraiError, match="teacher feature cache .* non-finite values .* delete it"):
+        train(cfg("c"), progress=False)

@@ -118,6 +118,15 @@ def test_resuming_from_a_truncated_model_file_is_one_line(tiny_store, tmp_path):
     assert [s for s, _ in list_checkpoints(run)] == [3]
 
 
+def test_resuming_from_a_checkpoint_missing_its_ema_file_is_one_line(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    assert mirai(*train_args(tiny_store, run, **{"train.duration": 3})).returncode == 0
+    (run / "checkpoints" / "step_00000003" / "ema.safetensors").unlink()
+    done = mirai(*train_args(tiny_store, run, **{"train.duration": 6}), "--resume")
+    assert_one_error_line(done, 2, "ema.safetensors", "step_00000003", "delete that checkpoint folder")
+    assert [s for s, _ in list_checkpoints(run)] == [3]
+
+
 def encode_with_a_fresh_tokenizer(tiny_store, store: Path, seed: int) -> None:
     from mirai_cli.tokenizer.checkpoint import load_tokenizer, save_tokenizer
     from mirai_cli.tokenizer.encode import encode_store

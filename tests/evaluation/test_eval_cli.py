@@ -73,3 +73,21 @@ def test_non_finite_metric_exits_1(tmp_path, tiny_weights, monkeypatch):
     assert res.exit_code == 1, res.output
     out = json.loads((tmp_path / "m.json").read_text())
     assert out["ok"] is False and "fid" in out["failed"]
+
+
+def test_a_damaged_cache_entry_is_computed_again_with_a_warning(tmp_path, tiny_weights):
+    """A zero-byte or truncated entry of the reference feature cache (a full disk, a killed copy) is a cache miss."""
+    a = write_folder(tmp_path / "samples", images(10, seed=0))
+    b = write_npz(tmp_path / "ref.npz", images(10, seed=1, style="dark"))
+    args = ("--fid", str(a), "--ref", str(b), "-e", "tiny-test", "--cache-dir", str(tmp_path / "c"))
+    res = run(*args, "-o", str(tmp_path / "first.json"))
+    assert res.exit_code == 0, res.output
+    entries = sorted((tmp_path / "c" / "features").rglob("*.np[yz]"))
+    assert entries
+    for i, entry in enumerate(entries):  # zero bytes, or cut short
+        entry.write_bytes(b"" if i % 2 == 0 else entry.read_bytes()[:100])
+    res = run(*args, "-o", str(tmp_path / "again.json"))
+    assert res.exit_code == 0, res.output
+    assert "computing it again" in res.stderr
+    first, again = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("first", "again"))
+    assert again["values"] == first["values"]

@@ -61,3 +61,7 @@ class Teacher:
     def targets(self, batch: TeacherBatch) -> torch.Tensor:
         """fp32 targets [B, M, teacher_dim] of a micro-batch, without gradients."""
         raise NotImplementedError
+
+    def nonfinite_problem(self) -> Optional[str]:
+        """Asked after a loss went non-finite: one line if the teacher's own data is at fault (None: it is not)."""
+        return None

@@ -59,3 +59,6 @@ class CachedEncoderTeacher(Teacher):
         feats = batch.teacher if batch.teacher is not None else self.read_ahead(batch.images, batch.crops)
         assert feats is not None
         return feats.to(self.device, torch.float32)
+
+    def nonfinite_problem(self) -> Optional[str]:
+        return self.cache.nonfinite_problem()

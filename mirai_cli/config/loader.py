@@ -41,7 +41,7 @@ def shipped_preset_names() -> list[str]:
     return sorted(p.stem for p in shipped_presets_dir().glob(f"*{PRESET_SUFFIX}"))
 
 
-# STDIN ("-", from files.text): a preset read from standard input (`mirai presets show X --resolved | mirai presets validate -`)
+# A preset named STDIN ("-") is read from standard input (`mirai presets show X --resolved | mirai presets validate -`).
 _stdin_text: list[str] = []  # read once: several layers may name it
 
 

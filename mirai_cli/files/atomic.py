@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-
 TMP_STEM_CHARS = 64  # a long target name must not make its temporary name too long for the file system
 
 

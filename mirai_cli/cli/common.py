@@ -91,7 +91,7 @@ def check_output_file(path: Optional[Path], flag: str) -> None:
     try:
         path.is_dir()
     except OSError as exc:  # e.g. a name too long for the file system
-        raise MiraiError(f"{flag} {path}: {os_error_message(exc) or exc.strerror}") from None
+        raise MiraiError(f"{flag} {path}: {exc.strerror}: choose a shorter name or another location") from None
     if path.is_dir():
         raise MiraiError(f"{flag} {path} is a folder, but a file is needed here: give a file name, e.g. "
                          f"{path / 'out'}{path.suffix or ''}")

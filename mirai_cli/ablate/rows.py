@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from mirai_cli.ablate.axes import Variant
 from mirai_cli.errors import MiraiError
+from mirai_cli.files.text import read_text
 
 RowKey = tuple[str, str, int]  # (tokenizer fit, variant, seed)
 SECONDS = ("train_s", "val_s", "sample_s", "eval_s")  # the timed parts of an evaluation record
@@ -45,7 +46,7 @@ def run_row(study_path: Path, variant: Variant, records: Sequence[dict[str, Any]
 def read_rows(path: Path) -> dict[RowKey, dict[str, Any]]:
     """The rows of a rows file by (tokenizer fit, variant, seed), curves keyed by int steps; none if no file."""
     rows = {}
-    for number, line in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
+    for number, line in enumerate(read_text(path, "rows file").splitlines() if path.is_file() else [], 1):
         try:
             r = json.loads(line)
             key = (r["tokenizer"], r["name"], int(r["seed"]))

@@ -70,7 +70,8 @@ def os_error_message(exc: OSError) -> str | None:
              errno.EROFS: "the file system is read-only: choose another location",
              errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
              errno.EISDIR: "a folder stands where a file is needed: give a file name",
-             errno.EEXIST: "a file stands where a folder is needed: choose another path"}
+             errno.EEXIST: "a file stands where a folder is needed: choose another path",
+             errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter one"}
     if exc.errno in fixes:
         return f"cannot use{where} ({exc.strerror}): {fixes[exc.errno]}"
     return None
@@ -112,6 +113,10 @@ def check_output_file(path: Optional[Path], flag: str) -> None:
     """An output file option must not name an existing folder, nor sit under a file."""
     if path is None:
         return
+    try:
+        path.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise MiraiError(f"{flag} {path}: {exc.strerror}: choose a shorter name or another location") from None
     if path.is_dir():
         raise MiraiError(f"{flag} {path} is a folder, but a file is needed here: give a file name, e.g. "
                          f"{path / 'out'}{path.suffix or ''}")

@@ -151,21 +151,27 @@ def run(
     check_output_file(out, "--out")
     asked = tuple(m for m, on in (("fid", fid), ("isc", isc), ("kid", kid), ("prc", prc)) if on) or None
     implied = None if (presets or overrides) else implied_eval(samples)
+    if implied is not None and implied.problem:
+        err_console.print(f"[yellow]warning:[/] the run's preset {implied.preset} did not load ({implied.problem}); "
+                          "using the command-line settings and the defaults instead", highlight=False)
     settings, preset_ref = _settings(presets, overrides, {
         "metrics": asked, "extractor": extractor, "inception_weights": str(inception_weights) if inception_weights else None,
         "resize": resize, "ref_limit": ref_limit, "kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets,
         "isc_splits": isc_splits, "prc_neighborhood": prc_neighborhood, "batch_size": batch_size, "device": device,
         "num_workers": workers, "seed": seed, "cache_dir": str(cache_dir) if cache_dir else None,
         "use_cache": False if no_cache else None, "allow_download": False if offline else None},
-        implied[:2] if implied else None)
+        (implied.settings, implied.reference) if implied and not implied.problem else None)
     reference = ref or preset_ref
+    if not reference and implied is not None and implied.problem:
+        raise MiraiError(f"no reference: the run's preset {implied.preset} did not load ({implied.problem}); "
+                         "pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file)")
     if not reference:
         raise MiraiError("no reference: pass --ref (a folder, .npz, ADM batch, fashion-mnist, or a stats file), or "
                          "--preset with the run's preset")
     if ref:
         origin = "--ref"
     elif implied:
-        origin = f"the run's preset {implied[2]}"
+        origin = f"the run's preset {implied.preset}"
     else:
         origin = "the preset"
     settings = settings.validated()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mirai_cli.cli.common import PresetOption, SetOption, console, emit, handle_errors
 from mirai_cli.config import load_config, resolved_toml, shipped_preset_names
-from mirai_cli.config.loader import find_preset, read_toml
+from mirai_cli.config.loader import find_preset, preset_text, read_toml
 
 app = typer.Typer(help="List, show and validate presets.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def show(
         text = resolved_toml(load_config(names, overrides))
     else:
         load_config(names)  # validate before showing
-        text = find_preset(names[0]).read_text()
+        text = preset_text(find_preset(names[0]))
     if sys.stdout.isatty():
         console.print(Syntax(text, "toml", theme="ansi_dark", background_color="default"))
     else:  # a file or a pipe: the TOML exactly, never wrapped or styled

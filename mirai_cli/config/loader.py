@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from mirai_cli.config.registries import did_you_mean
 from mirai_cli.config.schema import SECTIONS, MiraiConfig
 from mirai_cli.errors import ConfigError
+from mirai_cli.files.text import STDIN, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,7 +41,7 @@ def shipped_preset_names() -> list[str]:
     return sorted(p.stem for p in shipped_presets_dir().glob(f"*{PRESET_SUFFIX}"))
 
 
-STDIN = "-"  # a preset read from standard input (`mirai presets show X --resolved | mirai presets validate -`)
+# A preset named STDIN ("-") is read from standard input (`mirai presets show X --resolved | mirai presets validate -`).
 _stdin_text: list[str] = []  # read once: several layers may name it
 
 
@@ -60,18 +61,21 @@ def find_preset(name_or_path: str) -> Path:
                       "(or give a path to a .toml file)")
 
 
+def preset_text(path: Path) -> str:
+    """The text of a preset file or of standard input (read once; refused when empty)."""
+    if str(path) != STDIN:
+        return read_text(path, "preset")
+    if not _stdin_text:
+        _stdin_text.append(read_text(STDIN, "preset", allow_empty=False))
+    return _stdin_text[0]
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    text = preset_text(path)
     try:
-        if str(path) == STDIN:
-            if not _stdin_text:
-                _stdin_text.append(sys.stdin.read())
-            return tomllib.loads(_stdin_text[0])
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 class Layer:

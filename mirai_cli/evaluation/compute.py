@@ -39,7 +39,7 @@ from mirai_cli.evaluation.images import ImageSet, Size, open_images
 from mirai_cli.evaluation.reference import INCEPTION, Reference, open_reference
 from mirai_cli.evaluation.result import VALUE_KEYS, EvalResult, eval_versions
 from mirai_cli.evaluation.settings import EvalSettings
-from mirai_cli.evaluation.statsfile import FidStats, write_stats_file
+from mirai_cli.evaluation.statsfile import FidStats, check_stats_path, write_stats_file
 from mirai_cli.evaluation.weights import INCEPTION_SHA256_PREFIX
 
 PRC_FULL_MATRIX_MAX = 10_000  # above this many images per side, torch-fidelity's batched PRC saves memory
@@ -326,6 +326,7 @@ def compute_reference_stats(reference: str | Path | np.ndarray | ImageSet, out: 
                             progress: ProgressFn | None = None) -> dict[str, Any]:
     """Write a statistics file (mu/sigma of the FID layer; with_features: also the KID/PRC layer's features)
     for `reference`, for later `evaluate(samples, out)`. Returns the file's metadata."""
+    check_stats_path(out)  # before the work: a bad name found after it wastes the computation
     s = (settings or EvalSettings()).validated()
     info = get_extractor(s.extractor)
     ref = _open_ref(reference, s)

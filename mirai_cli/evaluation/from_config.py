@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from mirai_cli.config import MiraiConfig, load_config
+from mirai_cli.errors import MiraiError
 from mirai_cli.evaluation.settings import EvalSettings
 
 SAMPLE_MANIFEST = "sample_manifest.json"  # what `mirai sample` writes into its output folder
@@ -48,10 +50,26 @@ def run_preset_of_samples(samples: str | Path) -> Path | None:
     return next((c / RUN_PRESET for c in candidates if (c / RUN_PRESET).is_file()), None)
 
 
-def implied_eval(samples: str | Path) -> tuple[EvalSettings, str, Path] | None:
-    """(settings, reference, preset file) implied by the run a sample folder came from, or None."""
+@dataclass(frozen=True)
+class ImpliedEval:
+    """What the run a sample folder came from implies. `problem`: why its preset did not load (a run from
+    another version); then `settings` and `reference` are None and the command line must say what is needed."""
+
+    preset: Path
+    settings: EvalSettings | None = None
+    reference: str | None = None
+    problem: str | None = None
+
+
+def implied_eval(samples: str | Path) -> ImpliedEval | None:
+    """The settings and reference implied by the run a sample folder came from; None when the folder names no
+    run. A run preset that does not load is reported in the result, not raised: options may supply the rest."""
     preset = run_preset_of_samples(samples)
     if preset is None:
         return None
-    settings, reference = eval_settings_from_config(load_config([str(preset)]))
-    return settings, reference, preset
+    try:
+        config = load_config([str(preset)])
+    except MiraiError as exc:
+        return ImpliedEval(preset, problem=str(exc))
+    settings, reference = eval_settings_from_config(config)
+    return ImpliedEval(preset, settings, reference)

@@ -51,6 +51,17 @@ def is_stats_file(keys: list[str]) -> bool:
     return META_KEY in keys
 
 
+STATS_SUFFIX = ".npz"
+
+
+def check_stats_path(path: str | Path) -> None:
+    """Refuse a statistics file name that does not end in .npz, before anything is computed (readers tell a
+    statistics file by that suffix)."""
+    if Path(path).suffix.lower() != STATS_SUFFIX:
+        raise MiraiError(f"statistics file {path}: the name must end in {STATS_SUFFIX}, e.g. "
+                         f"{Path(path).with_name(Path(path).name + STATS_SUFFIX)}")
+
+
 def write_stats_file(path: str | Path, stats: FidStats, meta: dict[str, Any],
                      features: dict[str, np.ndarray] | None = None) -> Path:
     meta = {"format": STATS_FORMAT, "version": STATS_VERSION, **meta}

@@ -14,21 +14,29 @@ from typing import Any
 
 import numpy as np
 
+TMP_STEM_CHARS = 64  # a long target name must not make its temporary name too long for the file system
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary name next to `path`; on success it is synced and replaces `path` in one step."""
+    """Yield a temporary name next to `path`; on success it is synced and replaces `path` in one step. A
+    file-system error about the temporary name (or the folder) is raised naming `path`, the file the user asked
+    for; the temporary file is removed on every failure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the suffix: np.savez appends ".npz" to names that lack it.
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}-{threading.get_ident()}{path.suffix}")
+    tmp = path.with_name(f".{path.stem[:TMP_STEM_CHARS]}.tmp{os.getpid()}-{threading.get_ident()}{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        ours = {str(tmp), str(path), *map(str, path.parents)}
+        if exc.filename is None or str(exc.filename) not in ours:
+            raise  # about another file (an input read while writing): its own name is the right one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):  # gone already, or a name the file system refused
             tmp.unlink()
 
 
@@ -43,14 +51,14 @@ def write_json(path: str | Path, obj: Any, *, indent: int = 2, sort_keys: bool =
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)  # a handle: np.save appends ".npy" to a name that lacks it
     return Path(path)
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # a handle, not a name: np.savez appends ".npz" to a name that lacks it
     return Path(path)
 
 

@@ -7,7 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import write_text
+from mirai_cli.files.text import read_log_lines
+from mirai_cli.runtime.progress import warn
 
 
 class MetricsLog:
@@ -22,13 +25,7 @@ class MetricsLog:
         """Keep lines with step <= `step` (the resumed run writes the rest again, identically)."""
         if not (self.enabled and self.path.is_file()):
             return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from a crash
+        kept = [line for line, record in read_records(self.path) if record.get("step", 0) <= step]
         write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -41,13 +38,33 @@ class MetricsLog:
             self.sink.write(clean)
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The one reader of a JSONL log (metrics.jsonl, evals.jsonl): (line, record) per line, none if no file.
+    A last line that does not parse is what a crash mid-write leaves: skipped with a warning. A bad line before
+    the last is damage a rerun would not explain: one error naming the file and line."""
     if not path.is_file():
         return []
+    lines, torn = read_log_lines(path, "metrics log")
+    if torn:
+        warn(f"skipped the last line (a run stopped while writing it?): {torn}")
     out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+            problem = None if isinstance(record, dict) else f"a JSON {type(record).__name__}, not an object"
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON ({exc.msg})"
+        if problem is None:
+            out.append((line, record))
+        elif number == len(lines):
+            warn(f"{path}:{number}: skipped the last line, {problem} (a run stopped while writing it?)")
+        else:
+            raise MiraiError(f"{path}:{number}: {problem}; each line must be one JSON object: remove or repair "
+                             "that line")
     return out
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [record for _, record in read_records(path)]

@@ -194,3 +194,51 @@ def test_an_output_folder_is_never_an_input_nor_inside_one(tiny_store, tmp_path)
     assert_one_line_error(mirai("sample", run, *sets, "--out", checkpoint / "s", "--per-class", "1", "--quiet"),
                           "is inside checkpoint", code=2)
     assert _files(checkpoint) == weights
+
+
+def _mirai_bytes(*args, stdin: bytes):
+    """`mirai ARGS` fed raw bytes on standard input (clirun's `mirai` sends text)."""
+    import os
+    import subprocess
+    import sys
+
+    from clirun import REPO
+    return subprocess.run([sys.executable, "-m", "mirai_cli", *map(str, args)], input=stdin, capture_output=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80", "CUDA_VISIBLE_DEVICES": ""},
+                          timeout=300)
+
+
+def _as_text(done):
+    import subprocess
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"),
+                                       done.stderr.decode(errors="replace"))
+
+
+def test_text_inputs_are_utf8_or_one_line_naming_the_file_and_offset(tmp_path):
+    """Presets (file or stdin) and metrics logs go through one decoder: UTF-8 only, the bad byte's offset named,
+    an empty stdin refused; a log's torn last line is skipped with a warning, a bad line before it is refused."""
+    utf16 = tmp_path / "u16.toml"
+    utf16.write_text('[model]\nlayers = 2\n', encoding="utf-16")
+    assert_one_line_error(mirai("presets", "validate", utf16), str(utf16), "UTF-16", "UTF-8", code=2)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'extends = "tiny"\n# caf\xe9\n')
+    assert_one_line_error(mirai("presets", "show", latin), str(latin), "not UTF-8", "offset 22", code=2)
+    assert_one_line_error(_as_text(_mirai_bytes("presets", "validate", "-", stdin=b'extends = "tiny" # \xff\n')),
+                          "<stdin>", "offset 19", code=2)
+    assert_one_line_error(mirai("presets", "validate", "-", input=""), "<stdin>", "empty", code=2)
+    bom = b"\xef\xbb\xbf" + mirai("presets", "show", "tiny").stdout.encode()
+    shown = _mirai_bytes("presets", "show", "-", stdin=bom)
+    assert shown.returncode == 0 and b"CPU scale" in shown.stdout, shown.stderr
+
+    run = tmp_path / "run"
+    run.mkdir()
+    good = b"".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 1e-3, "grad_norm": 1.0}).encode() + b"\n"
+                    for s in range(1, 6))
+    for tail in (b'{"step": 6, "lo\xff\xfe', b"[1, 2]\n"):  # a torn write, garbage: skipped with a warning
+        (run / "metrics.jsonl").write_bytes(good + tail)
+        done = mirai("plot", run, "--out", tmp_path / "c.png")
+        assert done.returncode == 0 and "warning" in done.stdout + done.stderr and "Traceback" not in done.stderr
+    for middle, fragment in ((b"\xff\xfe\n", "offset"), (b"[1, 2]\n", "metrics.jsonl:6")):
+        (run / "metrics.jsonl").write_bytes(good + middle + good)
+        assert_one_line_error(mirai("plot", run, "--out", tmp_path / "c.png"), str(run / "metrics.jsonl"),
+                              fragment, code=2)

@@ -91,3 +91,30 @@ def test_a_damaged_cache_entry_is_computed_again_with_a_warning(tmp_path, tiny_w
     assert "computing it again" in res.stderr
     first, again = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("first", "again"))
     assert again["values"] == first["values"]
+
+
+def test_stats_out_is_checked_first_named_in_errors_and_leaves_no_temporary_file(tmp_path, tiny_weights):
+    """A bad --out is one line naming --out's path (never the temporary file), found before any computing where
+    the name alone says it, and nothing is left behind."""
+    import numpy as np
+    import pytest
+
+    from mirai_cli.files.atomic import save_npz
+
+    ref = write_npz(tmp_path / "r.npz", images(10, seed=3))
+    (tmp_path / "plain").write_text("a file")
+    for out, fragment in ((tmp_path / "st", "must end in .npz"),
+                          (tmp_path / "plain" / "st.npz", "is a file, not a folder"),
+                          (tmp_path / f"{'s' * 300}.npz", "too long")):
+        res = runner.invoke(app, ["eval", "stats", str(ref), "--out", str(out), "-e", "tiny-test", "--no-cache"])
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert res.exit_code in (1, 2) and isinstance(res.exception, SystemExit), res.output
+        assert len(errors) == 1 and str(out) in errors[0] and fragment in errors[0], res.output
+        assert "statistics of" not in res.stdout and "computing" not in res.output.lower(), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "r.npz"]  # no temporary file, no output
+    # The atomic writer, under every output file: its errors name the destination and leave nothing behind.
+    for out in (tmp_path / "plain" / "x.npz", tmp_path / f"{'x' * 260}.npz"):
+        with pytest.raises(OSError) as caught:
+            save_npz(out, a=np.zeros(3))
+        assert caught.value.filename == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "r.npz"]

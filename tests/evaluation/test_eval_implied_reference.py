@@ -59,3 +59,21 @@ def test_headline_example_as_a_subprocess(tmp_path):
     result = mirai("eval", "--fid", samples, "--offline", cwd=tmp_path)
     assert "Traceback" not in result.stderr and "no reference" not in result.stderr
     assert f"reference from the run's preset {run / 'preset.toml'}" in " ".join(result.stderr.split())
+
+
+def test_a_run_preset_that_does_not_load_falls_back_to_the_command_line(tmp_path, tiny_weights):
+    """A run from another version (its preset.toml has a setting this version lacks): with --ref the command
+    line is enough (a warning names the file and why); without, one line asks for --ref."""
+    run, samples = _run_with_samples(tmp_path)
+    preset = run / "preset.toml"
+    preset.write_text(preset.read_text() + "\n[future]\nsetting = 1\n")
+    ref = write_npz(tmp_path / "ref.npz", images(12, seed=1, style="dark"))
+    res = runner.invoke(app, ["eval", "--fid", str(samples), "--ref", str(ref), "-e", "tiny-test",
+                              "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    warning = " ".join(res.stderr.split())
+    assert f"the run's preset {preset} did not load" in warning and "future" in warning
+    res = runner.invoke(app, ["eval", "--fid", str(samples), "-e", "tiny-test", "--cache-dir", str(tmp_path / "c")])
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1, res.output
+    assert "--ref" in errors[0] and str(preset) in " ".join(res.stderr.split()), res.output

@@ -22,3 +22,23 @@ def test_every_record_reaches_the_sink_as_written(tmp_path):
                                                                         {"step": 2, "loss": None}]
     MetricsLog(tmp_path / "other.jsonl", enabled=False, sink=sink).write({"step": 3})
     assert len(sink.records) == 2  # a non-main rank writes nothing anywhere
+
+
+def test_resume_truncation_skips_a_torn_last_line_and_refuses_a_bad_middle_line(tmp_path, capsys):
+    """`train --resume` cuts the log at its checkpoint through the same reader as `mirai plot`."""
+    import json
+
+    import pytest
+
+    from mirai_cli.errors import MiraiError
+
+    path = tmp_path / "metrics.jsonl"
+    good = "".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 5)).encode()
+    path.write_bytes(good + b'{"step": 5, "lo\xff')  # killed mid-write
+    MetricsLog(path).truncate_after(3)
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    assert "skipped the last line" in capsys.readouterr().err
+    path.write_bytes(good + b"7\n" + good)
+    with pytest.raises(MiraiError, match=r"metrics.jsonl:5: a JSON int, not an object"):
+        MetricsLog(path).truncate_after(3)
+    assert path.read_bytes() == good + b"7\n" + good  # nothing rewritten

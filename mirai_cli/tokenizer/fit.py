@@ -106,6 +106,11 @@ class FitResult:
     codes_used: int
     seconds: float
     grid_png: Path
+    already_fitted: bool = False  # an identical finished fit was found: nothing was run or written
+
+
+# Settings that say how a fit runs, not what it makes: a rerun differing only in these is the same fit.
+RUN_ONLY = ("show_progress", "force", "resume")
 
 
 def split_indices(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,11 +189,28 @@ def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResul
     out = Path(cfg.out_dir)
     finished = out / "tokenizer.pt"
     if finished.is_file() and not cfg.force:
+        done = _same_finished_fit(cfg, out)
+        if done is not None:
+            return done
         raise MiraiError(f"{out} already holds a finished tokenizer ({finished}); stores and runs made with it "
                          "need it as it is: fit a new one elsewhere with --out NEW_FOLDER, or continue this fit (e.g. more "
                          "steps) and replace it with --force")
     with folder_lock(out):
         return _fit(cfg, out, log)
+
+
+def _same_finished_fit(cfg: FitConfig, out: Path) -> FitResult | None:
+    """The result of the finished fit in `out` when it ran to its end with exactly these settings, else None."""
+    try:
+        summary = json.loads((out / "fit_summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ran = {k: v for k, v in summary.get("fit_config", {}).items() if k not in RUN_ONLY}
+    asked = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY}
+    if summary.get("stopped_early", True) or ran != asked:
+        return None
+    return FitResult(out / "tokenizer.pt", summary["steps"], summary["psnr"], summary["codebook_usage"],
+                     summary["codes_used"], 0.0, out / "reconstructions.png", already_fitted=True)
 
 
 def _fit(cfg: FitConfig, out: Path, log: Callable[[str], None]) -> FitResult:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from mirai_cli.config import MiraiConfig
 from mirai_cli.engine.checkpoints import disk_full, save_checkpoint, write_error
-from mirai_cli.engine.monitor import Reading
+from mirai_cli.metrics.monitor import Reading
 from mirai_cli.engine.prefetch import Prefetcher
 from mirai_cli.engine.run import Run, build_run
 from mirai_cli.engine.run_dir import resolve_run_dir

@@ -401,8 +401,10 @@ def _read(run: FitRun, out: StepOutput) -> Reading:
     """The step's figures on the host (log, evaluation and checkpoint steps only); stops a diverged fit."""
     reading = run.monitor.read(out.keys, out.losses, out.grad_norm, SINGLE_PROCESS, False)
     if reading.diverged:
+        kept = (f"the last good checkpoint is {run.ckpt_path} (lower the learning rate and resume)"
+                if run.ckpt_path.is_file() else "no checkpoint was written yet (lower the learning rate and start again)")
         raise TrainingDiverged(f"the tokenizer loss or gradient became non-finite at step {reading.first_bad_step}; "
-                               f"the last good checkpoint is {run.ckpt_path} (lower the learning rate and resume)")
+                               + kept)
     return reading
 
 

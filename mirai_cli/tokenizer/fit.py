@@ -28,7 +28,7 @@ from mirai_cli.data.images import UnreadableImage, image_grid, save_png
 from mirai_cli.data.loading import read_ahead
 from mirai_cli.data.sources import ImageSource, open_source
 from mirai_cli.errors import MiraiError, TrainingDiverged
-from mirai_cli.files.atomic import remove_temp_files, torch_save, write_json
+from mirai_cli.files.atomic import remove_temp_files, torch_load_state, torch_save, write_json
 from mirai_cli.files.locks import folder_lock
 from mirai_cli.files.manifest import manifest
 from mirai_cli.metrics.log import MetricsLog
@@ -178,14 +178,8 @@ def _readable(src: ImageSource, indices: np.ndarray, size: int, what: str, spec:
 
 
 def _load_state(path: Path, dev: torch.device) -> dict[str, Any]:
-    fix = "delete it to fit from the start, or fit into another folder with --out"
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as e:  # damaged, truncated, or a pickle that wants to run code
-        raise MiraiError(f"cannot read the fit state {path} ({type(e).__name__}): {fix}") from e
-    if not isinstance(state, dict) or not {"model", "optimizer", "config", "step"} <= state.keys():
-        raise MiraiError(f"{path} is not a tokenizer fit state: {fix}")
-    return state
+    return torch_load_state(path, "the fit state", "delete it to fit from the start, or fit into another folder with "
+                            "--out", map_location=dev, required=("model", "optimizer", "config", "step"))
 
 
 def fit_tokenizer(cfg: FitConfig, log: Callable[[str], None] = warn) -> FitResult:

@@ -6,7 +6,13 @@ Output folder:
     checkpoints/last.pt     full training state for resume
     fit_log.jsonl           one line per log step, plus the final evaluation
     reconstructions.png     held-out originals (odd rows) above their reconstructions (even rows)
-    fit_summary.json        final PSNR, codebook usage, steps, time"""
+    fit_summary.json        final PSNR, codebook usage, steps, time
+
+Built like the engine's loop: `build_fit` -> `FitRun` (models, optimizers, codebook care; `FitRun.state_dict` is
+what a checkpoint holds) -> `fit_step(run, step, batch)` returning device tensors -> `_train`, which reads them
+back once on log, evaluation and checkpoint steps only (the NaN guard, metrics/monitor.py, keeps its flag on
+the device). The log is the shared metrics/log.py MetricsLog; states are read by files.atomic.torch_load_state.
+An identical rerun of a finished fit returns its result without running (`already_fitted`)."""
 
 from __future__ import annotations
 
@@ -258,7 +264,7 @@ class FitRun:
 
 
 @dataclass
-class StepOutput:
+class FitStepOutput:
     """One step's figures, still on the device: `losses[i]` is term `keys[i]`; read only on log steps."""
     keys: list[str]
     losses: torch.Tensor
@@ -365,7 +371,7 @@ def _generator_loss(run: FitRun, x: torch.Tensor, step: int) -> tuple[torch.Tens
     return loss, terms, (rec, q)
 
 
-def fit_step(run: FitRun, step: int, batch: np.ndarray) -> StepOutput:
+def fit_step(run: FitRun, step: int, batch: np.ndarray) -> FitStepOutput:
     """One optimizer step of the tokenizer (and of the discriminator once it has started). Nothing is read back
     to the host: the NaN guard keeps its flag on the device (metrics/monitor.py)."""
     cfg = run.cfg
@@ -388,10 +394,10 @@ def fit_step(run: FitRun, step: int, batch: np.ndarray) -> StepOutput:
     keys = ["loss", *terms]
     losses = torch.stack([loss.detach().float(), *(v.detach().float() for v in terms.values())])
     run.monitor.observe(step, losses, grad_norm)
-    return StepOutput(keys, losses, grad_norm, restarted)
+    return FitStepOutput(keys, losses, grad_norm, restarted)
 
 
-def _read(run: FitRun, out: StepOutput) -> Reading:
+def _read(run: FitRun, out: FitStepOutput) -> Reading:
     """The step's figures on the host (log, evaluation and checkpoint steps only); stops a diverged fit."""
     reading = run.monitor.read(out.keys, out.losses, out.grad_norm, SINGLE_PROCESS, False)
     if reading.diverged:
@@ -402,13 +408,13 @@ def _read(run: FitRun, out: StepOutput) -> Reading:
     return reading
 
 
-def _log_record(run: FitRun, step: int, out: StepOutput, reading: Reading) -> dict[str, Any]:
+def _log_record(run: FitRun, step: int, out: FitStepOutput, reading: Reading) -> dict[str, Any]:
     window_used = int((run.restarter.counts > 0).sum())
     return {"step": step, **reading.losses, "lr": run.cfg.lr, "restarted": out.restarted,
             "codes_seen_since_check": window_used, "sec": round(time.time() - run.t0, 2)}
 
 
-def _after_step(run: FitRun, step: int, out: StepOutput, progress: Any, task: Any) -> None:
+def _after_step(run: FitRun, step: int, out: FitStepOutput, progress: Any, task: Any) -> None:
     """What a step's number asks for: a log line, an evaluation, a checkpoint (each reads the device first)."""
     cfg = run.cfg
     log_now = step % cfg.log_every == 0 or step == cfg.steps
@@ -448,7 +454,7 @@ def _train(run: FitRun, start: int) -> tuple[int, bool]:
 def _finish(run: FitRun, step: int, stopped_early: bool) -> FitResult:
     """The last checkpoint, the final evaluation, the reconstruction grid, tokenizer.pt and the summary."""
     cfg, out = run.cfg, run.out
-    _read(run, StepOutput([], torch.zeros(0, device=run.dev), torch.zeros((), device=run.dev), 0))
+    _read(run, FitStepOutput([], torch.zeros(0, device=run.dev), torch.zeros((), device=run.dev), 0))
     torch_save(run.state_dict(step), run.ckpt_path)
     report = evaluate_reconstruction(run.model, run.eval_images, run.dev, run.prec)
     seconds = time.time() - run.t0

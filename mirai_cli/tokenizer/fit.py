@@ -210,7 +210,7 @@ def _same_finished_fit(cfg: FitConfig, out: Path) -> FitResult | None:
     except (OSError, ValueError):
         return None
     ran = {k: v for k, v in summary.get("fit_config", {}).items() if k not in RUN_ONLY}
-    asked = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY}
+    asked = json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY}, default=str))
     if summary.get("stopped_early", True) or ran != asked:
         return None
     return FitResult(out / "tokenizer.pt", summary["steps"], summary["psnr"], summary["codebook_usage"],

@@ -19,7 +19,6 @@ from mirai_cli.files.cache import cache_root
 from mirai_cli.files.hashing import HashMemo, sha256_bytes
 
 
-
 def default_cache_dir() -> Path:
     """The user cache's eval/ folder (mirai_cli.files.cache decides where that cache is)."""
     return cache_root() / "eval"

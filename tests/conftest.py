@@ -1,11 +1,18 @@
 """Shared test setup: CPU only, few threads (the machine has 2 cores), no network."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Idle OpenMP threads sleep instead of spinning: spinning makes small ops crawl on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The user cache (mirai_cli/files/cache.py: store-check memos, eval features) of the tests is their own, so
+# they neither read nor fill the user's; subprocesses of the CLI tests inherit it.
+os.environ["MIRAI_CACHE"] = tempfile.mkdtemp(prefix="mirai-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MIRAI_CACHE"], True)
 os.environ.setdefault("TORCH_HOME", os.path.join(os.path.dirname(__file__), ".torch_home_unused"))
 
 try:

@@ -44,6 +44,10 @@ def fit(
                   f"ch {v.ch} x {list(v.ch_mult)}, codebook {v.codebook_size} x {v.codebook_dim}, {fit_cfg.steps} steps "
                   f"at batch {fit_cfg.batch_size}, lr {fit_cfg.lr}")
     result = fit_tokenizer(fit_cfg)
+    if result.already_fitted:
+        console.print(f"already fitted, nothing to do: {fit_cfg.out_dir} holds a finished tokenizer made with these "
+                      f"settings (PSNR {result.psnr:.2f} dB); change a setting with --out NEW_FOLDER, or --force to redo")
+        return
     console.print(f"[green]done[/]: PSNR {result.psnr:.2f} dB, codebook usage {100 * result.codebook_usage:.1f}% "
                   f"({result.codes_used}/{v.codebook_size}), {result.seconds:.0f} s -> {result.tokenizer_path}; "
                   f"reconstructions {result.grid_png}")

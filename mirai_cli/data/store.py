@@ -2,16 +2,18 @@
 
 Layout of a store folder:
     manifest.json                  what was encoded how (status "incomplete" until the last shard is in)
-    verified.json                  shards already checked on open (sha256, code and label ranges), by size/mtime
     shards/NNNNN.codes.npy         uint16 (int32 if codebook > 65536), shape (n, crops, h*w)
     shards/NNNNN.labels.npy        int64 (n,)
     shards/NNNNN.index.npy         int64 (n,): source index of each entry (skipped images leave gaps)
     shards/NNNNN.done.json         written last: the shard is finished (counts, skipped files, sha256s)
 Shard k always covers source indices [k * shard_size, (k + 1) * shard_size), so an interrupted run redoes
-only unfinished shards and gives the same bytes as an uninterrupted one."""
+only unfinished shards and gives the same bytes as an uninterrupted one.
+Which shards were already checked on open (sha256, code and label ranges) is remembered in the user cache, not
+in the store: opening a store only reads it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,13 +23,13 @@ import numpy as np
 
 from mirai_cli.errors import MiraiError
 from mirai_cli.files.atomic import remove_temp_files, save_npy, write_json
+from mirai_cli.files.cache import cache_root
 from mirai_cli.files.hashing import sha256_file
 from mirai_cli.files.locks import LOCK_FILE
 
 FORMAT_VERSION = 1
 KIND = "mirai-token-store"
 MANIFEST = "manifest.json"
-VERIFIED = "verified.json"
 # Fields that must agree between an existing store and a run that continues it.
 IDENTITY_FIELDS = ("format_version", "tokenizer_sha256", "source", "crop_mode", "crop_ratio", "image_size", "grid",
                    "codebook_size", "dtype", "shard_size", "num_shards", "count_planned")
@@ -216,6 +218,7 @@ class TokenStore:
         shape_tail = (manifest["num_crops"], manifest["grid"][0] * manifest["grid"][1])
         codes, labels, index = [], [], []
         checked = {} if verify else _read_verified(path)
+        memo = dict(checked)
         for s in manifest["shards"]:
             base = path / "shards" / s["name"]
             try:
@@ -229,13 +232,14 @@ class TokenStore:
                     len(lab) != s["count"] or len(idx) != s["count"]:
                 raise MiraiError(f"token store {path} is corrupt: shard {s['name']} has codes {c.shape} {c.dtype}, "
                                  f"expected {(s['count'],) + shape_tail} {manifest['dtype']}; encode again")
-            if checked.get(s["name"]) != _stamp(base):
+            if checked.get(s["name"]) != _stamp(base, s):
                 _check_shard(path, manifest, s, c, lab)
-                checked[s["name"]] = _stamp(base)
+                checked[s["name"]] = _stamp(base, s)
             codes.append(c)
             labels.append(lab)
             index.append(idx)
-        _write_verified(path, checked)
+        if checked != memo:
+            _write_verified(path, checked)
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))
         return cls(path, manifest, ShardedCodes(codes), cat(labels), cat(index))
 
@@ -274,25 +278,33 @@ class TokenStore:
         return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
-def _stamp(base: Path) -> list[list[int]]:
-    """(size, mtime) of a shard's files: a shard whose files are unchanged since it was checked is not read again."""
+def _stamp(base: Path, shard: dict[str, Any]) -> list[Any]:
+    """(size, mtime) of a shard's files and the checksums it was checked against: a shard whose files and
+    manifest entry are unchanged since it was checked is not read again."""
     stats = [Path(f"{base}.{part}.npy").stat() for part in ("codes", "labels", "index")]
-    return [[st.st_size, st.st_mtime_ns] for st in stats]
+    return [[st.st_size, st.st_mtime_ns] for st in stats] + [shard.get("sha256")]
+
+
+def _memo_path(path: Path) -> Path:
+    """The store's verification memo in the user cache, named by the store's absolute path."""
+    where = str(path.resolve())
+    return cache_root() / "store_checks" / f"{hashlib.sha256(where.encode()).hexdigest()[:32]}.json"
 
 
 def _read_verified(path: Path) -> dict[str, Any]:
     try:
-        checked = json.loads((path / VERIFIED).read_text())
+        memo = json.loads(_memo_path(path).read_text())
     except (OSError, ValueError):
         return {}
-    return checked if isinstance(checked, dict) else {}
+    ok = isinstance(memo, dict) and memo.get("store") == str(path.resolve()) and isinstance(memo.get("shards"), dict)
+    return memo["shards"] if ok else {}
 
 
 def _write_verified(path: Path, checked: dict[str, Any]) -> None:
     try:
-        write_json(path / VERIFIED, checked, indent=None, sort_keys=True)
+        write_json(_memo_path(path), {"store": str(path.resolve()), "shards": checked}, indent=None, sort_keys=True)
     except OSError:
-        pass  # a read-only store is checked again next time
+        pass  # no writable cache: the shards are checked again next time
 
 
 def _check_shard(path: Path, manifest: dict[str, Any], shard: dict[str, Any], codes: np.ndarray,

@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from mirai_cli.errors import MiraiError
+from mirai_cli.files.atomic import torch_load_state
 from mirai_cli.files.locks import pid_alive
 from mirai_cli.gpt.checkpoint import (
     META,
@@ -115,11 +116,7 @@ def load_checkpoint(folder: Path, needs: tuple[str, ...] = ()) -> dict[str, Any]
     never change): a resume copies them into the model and optimizer page by page instead of holding the whole
     checkpoint in RAM on every process first."""
     hint = "delete that checkpoint folder to resume from the one before"
-    path = folder / TRAIN_STATE
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # a damaged file must not become a traceback
-        raise MiraiError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}; {hint}") from None
+    state = torch_load_state(folder / TRAIN_STATE, "the training state", hint, mmap=True)
     for key, name in WEIGHT_FILES.items():
         if (folder / name).is_file():
             try:

@@ -19,7 +19,6 @@ from mirai_cli.data.store import TokenStore
 from mirai_cli.engine.batches import BatchPlan, duration_to_steps
 from mirai_cli.engine.checkpoints import clean_temporary, load_checkpoint, read_meta
 from mirai_cli.engine.ema import EMA
-from mirai_cli.engine.monitor import Monitor
 from mirai_cli.engine.optim import build_adamw
 from mirai_cli.engine.parallel import full_state, load_full_state, parallelize, strategy, unsharded
 from mirai_cli.engine.prefetch import BatchReader
@@ -34,6 +33,7 @@ from mirai_cli.gpt.checkpoint import latest_checkpoint
 from mirai_cli.gpt.config import GPTConfig
 from mirai_cli.gpt.model import GPT
 from mirai_cli.metrics.log import MetricsLog
+from mirai_cli.metrics.monitor import Monitor
 from mirai_cli.metrics.tensorboard_sink import open_sink
 from mirai_cli.runtime.device import resolve_precision, set_tf32
 from mirai_cli.runtime.distributed import DistEnv, barrier

@@ -4,7 +4,7 @@ The step (the global batch, split over processes and micro-batches):
   1. teacher targets (EMA as of the previous step / cached or online encoder features), no grad;
   2. student forward under autocast: NTP loss + lambda_k * foresight loss of head k;
   3. backward (gradients synced on the last micro-batch only), clip, AdamW step; 4. EMA updates.
-The loop reads the device tensors back only at log and checkpoint steps (engine/monitor.py).
+The loop reads the device tensors back only at log and checkpoint steps (metrics/monitor.py).
 """
 
 from __future__ import annotations

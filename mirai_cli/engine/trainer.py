@@ -16,7 +16,6 @@ from typing import Any, Callable, Optional
 
 from mirai_cli.config import MiraiConfig
 from mirai_cli.engine.checkpoints import disk_full, save_checkpoint, write_error
-from mirai_cli.engine.monitor import Reading
 from mirai_cli.engine.prefetch import Prefetcher
 from mirai_cli.engine.run import Run, build_run
 from mirai_cli.engine.run_dir import resolve_run_dir
@@ -24,6 +23,7 @@ from mirai_cli.engine.step import StepOutput, train_step
 from mirai_cli.errors import MiraiError, TrainingDiverged
 from mirai_cli.gpt.checkpoint import latest_checkpoint
 from mirai_cli.gpt.config import GPTConfig
+from mirai_cli.metrics.monitor import Reading
 from mirai_cli.runtime.distributed import DistEnv, barrier, job_env
 from mirai_cli.runtime.progress import make_progress
 

@@ -8,7 +8,6 @@ extractor."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from mirai_cli.evaluation.statsfile import FidStats
 from mirai_cli.files.atomic import save_npy, save_npz, write_json
+from mirai_cli.files.cache import cache_root
 from mirai_cli.files.hashing import HashMemo, sha256_bytes
 from mirai_cli.runtime.progress import warn
 
@@ -27,15 +27,10 @@ DAMAGED = (OSError, ValueError, EOFError, KeyError)
 def _damaged(path: Path, exc: BaseException) -> None:
     warn(f"evaluation feature cache entry {path} cannot be read ({exc or type(exc).__name__}); computing it again")
 
-CACHE_ENV = "MIRAI_CACHE"
-
 
 def default_cache_dir() -> Path:
-    """$MIRAI_CACHE/eval, else $XDG_CACHE_HOME/mirai/eval, else ~/.cache/mirai/eval."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.path.expanduser(os.environ[CACHE_ENV])) / "eval"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mirai" / "eval"
+    """The user cache's eval/ folder (mirai_cli.files.cache decides where that cache is)."""
+    return cache_root() / "eval"
 
 
 class FeatureCache:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mirai_cli.errors import MiraiError
+
 TMP_STEM_CHARS = 64  # a long target name must not make its temporary name too long for the file system
 
 
@@ -88,3 +90,19 @@ def remove_temp_files(folder: str | Path) -> int:
             p.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def torch_load_state(path: str | Path, what: str, fix: str, *, map_location: Any = "cpu", mmap: bool = False,
+                     required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A training state `torch_save` wrote, read safely (tensors and plain data only): a damaged or truncated
+    file, a pickle that wants to run code, or a dict without the `required` keys is one MiraiError naming
+    `what` and `fix`. Shared by the GPT training checkpoints and the tokenizer fit."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as exc:  # a damaged file must not become a traceback
+        raise MiraiError(f"cannot read {what} {path} ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
+    if not isinstance(state, dict) or not set(required) <= state.keys():
+        raise MiraiError(f"{path} is not {what}: {fix}")
+    return state

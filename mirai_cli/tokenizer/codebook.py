@@ -51,17 +51,18 @@ def init_codebook(quantizer: VectorQuantizer, z: torch.Tensor, generator: torch.
 class DeadCodeRestarter:
     """Counts code use; every `every` steps, codes unused since the last check are moved onto randomly chosen
     encoder outputs of the latest batch (and their optimizer moments are cleared). Only the latest batch is
-    kept, so a resumed run restarts exactly as an uninterrupted one."""
+    kept, so a resumed run restarts exactly as an uninterrupted one. Counts and the latest batch stay on the
+    codebook's device: observing a step reads nothing back to the host; only a restart check does."""
 
     def __init__(self, quantizer: VectorQuantizer, every: int) -> None:
         self.q, self.every = quantizer, every
-        self.counts = torch.zeros(quantizer.codebook_size, dtype=torch.long)
+        self.counts = torch.zeros(quantizer.codebook_size, dtype=torch.long, device=quantizer.embedding.weight.device)
         self.recent: torch.Tensor | None = None
 
     @torch.no_grad()
     def observe(self, codes: torch.Tensor, z: torch.Tensor) -> None:
-        self.counts += torch.bincount(codes.reshape(-1).cpu(), minlength=self.counts.numel())
-        self.recent = z.detach().reshape(-1, z.shape[-1]).float().cpu()
+        self.counts += torch.bincount(codes.reshape(-1).to(self.counts.device), minlength=self.counts.numel())
+        self.recent = z.detach().reshape(-1, z.shape[-1]).float()
 
     @torch.no_grad()
     def maybe_restart(self, step: int, optimizer: torch.optim.Optimizer | None,
@@ -69,11 +70,11 @@ class DeadCodeRestarter:
         """-> number of codes restarted at this step."""
         if self.every <= 0 or step % self.every or self.recent is None:
             return 0
-        dead = (self.counts == 0).nonzero().flatten()
+        dead = (self.counts == 0).nonzero().flatten().cpu()
         self.counts.zero_()
         if len(dead) == 0:
             return 0
-        src = self.recent[torch.randint(len(self.recent), (len(dead),), generator=generator)]
+        src = self.recent.cpu()[torch.randint(len(self.recent), (len(dead),), generator=generator)]
         src = F.normalize(src + 0.01 * torch.randn(src.shape, generator=generator), dim=-1)
         w = self.q.embedding.weight
         w[dead.to(w.device)] = src.to(w.device, w.dtype)
@@ -85,7 +86,7 @@ class DeadCodeRestarter:
         return len(dead)
 
     def state_dict(self) -> dict:
-        return {"counts": self.counts.clone()}
+        return {"counts": self.counts.cpu().clone()}
 
     def load_state_dict(self, sd: dict) -> None:
         self.counts.copy_(sd["counts"])

@@ -129,7 +129,7 @@ or exactly N with `limit_setting` (the setting named in the error when the split
     torchrun every rank calls it alike: rank r encodes every world-th unfinished shard, rank 0 writes the
     manifest; the store is byte for byte the one a single process writes."""
     out = Path(out)
-    n_crops = num_crops(crop_mode)
+    num_crops(crop_mode)  # an unknown crop mode fails here, before any loading
     if batch_size < 1 or shard_size < 1:
         raise MiraiError(f"batch_size and shard_size must be >= 1 (got {batch_size}, {shard_size})")
     with job_env(env, device) as env:  # torchrun's group, if any, is left when the job ends
@@ -137,13 +137,7 @@ or exactly N with `limit_setting` (the setting named in the error when the split
         prec = resolve_precision(precision, dev)
         tok_file = resolve_tokenizer_path(tokenizer)
         model, cfg, tok_extra = load_tokenizer_with_extra(tok_file, device=dev, stated=stated)
-        identity = tokenizer_identity(tok_file, model, cfg)
-        image_size = image_size or tok_extra.get("image_size")
-        if not image_size:
-            raise MiraiError(f"{tok_file} does not record the image size it was trained at: give it, e.g. "
-                             "--set data.image_size=256")
-        image_size = int(image_size)
-        grid = cfg.grid(image_size)
+        image_size = _image_size(image_size or tok_extra.get("image_size"), tok_file, cfg)
         src = open_source(source, split)
         if limit is not None and limit_setting is not None and int(limit) > len(src):  # an exact count: never capped
             raise MiraiError(f"{limit_setting} = {limit}, but split {split!r} of {source} holds only {len(src)} images: "
@@ -151,24 +145,43 @@ or exactly N with `limit_setting` (the setting named in the error when the split
         count = len(src) if limit is None else min(len(src), int(limit))
         if count == 0:
             raise MiraiError(f"data source {source} holds no images")
-        num_shards = (count + shard_size - 1) // shard_size
-        head = {
-            **manifest("mirai-token-store", None),  # a store is made without randomness: no seed
-            "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": identity.weights,
-            "tokenizer_file_sha256": identity.file,
-            "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},
-            "class_names": list(src.class_names), "image_size": image_size, "crop_mode": crop_mode,
-            "crop_ratio": crop_ratio, "num_crops": n_crops, "crop_names": CROP_NAMES[crop_mode], "grid": list(grid),
-            "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
-            "shard_size": shard_size, "num_shards": num_shards, "count_planned": count, "precision": prec,
-            "batch_size": batch_size, "extra": extra or {},
-        }
+        head = _store_head(tok_file, tokenizer_identity(tok_file, model, cfg), cfg, src, count, limit, prec, extra,
+                           image_size=image_size, crop_mode=crop_mode, crop_ratio=crop_ratio, shard_size=shard_size,
+                           batch_size=batch_size)
         args = (StoreWriter(out, head), src, model, dev, prec, env, num_workers, strict, show_progress, log, on_shard_done)
         complete = (out / MANIFEST).is_file() and read_manifest(out).get("status") == "complete"
         if complete or not env.is_main:  # a complete store is only checked (it may be read-only); rank 0 holds the lock
             return _fill_store(*args)
         with folder_lock(out, {"data.source": source, "tokenizer": tokenizer}):  # one job writes a store at a time
             return _fill_store(*args)
+
+
+def _image_size(size: int | None, tok_file: Path, cfg: VQConfig) -> int:
+    """The size to encode at (given, or the one the tokenizer records), checked to tile into the tokenizer's grid."""
+    if not size:
+        raise MiraiError(f"{tok_file} does not record the image size it was trained at: give it, e.g. "
+                         "--set data.image_size=256")
+    cfg.grid(int(size))
+    return int(size)
+
+
+def _store_head(tok_file: Path, identity: Any, cfg: VQConfig, src: ImageSource, count: int, limit: int | None,
+                prec: str, extra: dict[str, Any] | None, **settings: Any) -> dict[str, Any]:
+    """The manifest of a store before its shards: what is encoded, with what, how. `settings`: image_size,
+    crop_mode, crop_ratio, shard_size, batch_size."""
+    crop_mode, shard_size = settings["crop_mode"], settings["shard_size"]
+    return {
+        **manifest("mirai-token-store", None),  # a store is made without randomness: no seed
+        "tokenizer_path": str(tok_file), "tokenizer_checkpoint": str(tok_file), "tokenizer_sha256": identity.weights,
+        "tokenizer_file_sha256": identity.file,
+        "tokenizer_config": cfg.to_dict(), "source": src.to_manifest() | {"limit": limit},
+        "class_names": list(src.class_names), "image_size": settings["image_size"], "crop_mode": crop_mode,
+        "crop_ratio": settings["crop_ratio"], "num_crops": num_crops(crop_mode), "crop_names": CROP_NAMES[crop_mode],
+        "grid": list(cfg.grid(settings["image_size"])),
+        "codebook_size": cfg.codebook_size, "dtype": codes_dtype(cfg.codebook_size).name,
+        "shard_size": shard_size, "num_shards": (count + shard_size - 1) // shard_size, "count_planned": count,
+        "precision": prec, "batch_size": settings["batch_size"], "extra": extra or {},
+    }
 
 
 def _fill_store(writer: StoreWriter, src: ImageSource, model: VQModel, dev: torch.device, prec: str, env: DistEnv,

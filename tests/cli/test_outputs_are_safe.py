@@ -31,8 +31,15 @@ def test_refit_never_overwrites_and_force_keeps_the_identity(fitted, tmp_path):
     root, args = fitted
     tok = root / "tok" / "tokenizer.pt"
     before = tok.read_bytes()
-    line = assert_one_line_error(mirai("tokenize", "fit", *args, "--quiet"), "already holds a finished tokenizer",
-                                 "--out", "--force", code=2)
+    # the same settings again: nothing to do, said as such, exit 0, nothing rewritten
+    again = mirai("tokenize", "fit", *args, "--quiet")
+    assert_ok(again)
+    said = (again.stdout + again.stderr).replace("\n", "")  # rich may wrap the line
+    assert "already fitted, nothing to do" in said and str(root / "tok") in said
+    assert tok.read_bytes() == before
+    # a changed setting still refuses, naming the folder
+    line = assert_one_line_error(mirai("tokenize", "fit", *args, "--set", "tokenizer.fit_steps=5", "--quiet"),
+                                 "already holds a finished tokenizer", "--out", "--force", code=2)
     assert str(root / "tok") in line and tok.read_bytes() == before
     # --force with the same settings: the file's bytes change (it records the run time), the tokenizer does not
     assert_ok(mirai("tokenize", "fit", *args, "--quiet", "--force"))

@@ -1,6 +1,7 @@
 """encode -> token store -> decode: contents, resume after an interruption, bad input."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -222,3 +223,37 @@ def test_two_ranks_with_worker_processes_write_the_one_process_store(tiny_tokeni
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert _files(tmp_path / "two") == _files(tmp_path / "one")
+
+
+def test_opening_a_store_only_reads_it_and_remembers_checks_in_the_cache(tiny_tokenizer, tmp_path, monkeypatch):
+    """A read never writes into the user's store: which shards were verified is kept in the user cache (the
+    folder $MIRAI_CACHE names), keyed by the store's path and its files' sizes/mtimes; no writable cache: no memo."""
+    import mirai_cli.data.store as store_mod
+
+    tok, _, _ = tiny_tokenizer
+    imgs, labels = shapes_images(4)
+    np.savez(tmp_path / "d.npz", images=imgs, labels=labels)
+    out = tmp_path / "store"
+    encode_store(tok, str(tmp_path / "d.npz"), out, crop_mode="none", **ARGS)
+    listing = lambda: {p: p.stat().st_mtime_ns for p in out.rglob("*")}  # noqa: E731
+    before = listing()
+    monkeypatch.setenv("MIRAI_CACHE", str(tmp_path / "cache"))
+    checks = []
+    real_check = store_mod._check_shard
+    monkeypatch.setattr(store_mod, "_check_shard", lambda *a: checks.append(a[2]["name"]) or real_check(*a))
+
+    TokenStore.open(out)
+    assert listing() == before  # no new or rewritten file in the store
+    memos = list((tmp_path / "cache").rglob("*.json"))
+    assert len(memos) == 1 and str(out.resolve()) in memos[0].read_text()
+    TokenStore.open(out)
+    assert checks == ["00000"]  # the second open trusts the memo
+    codes = out / "shards" / "00000.codes.npy"
+    os.utime(codes, ns=(codes.stat().st_atime_ns, codes.stat().st_mtime_ns + 10**9))
+    TokenStore.open(out)
+    assert checks == ["00000", "00000"]  # a touched shard is checked again
+
+    (tmp_path / "not_a_folder").write_text("x")  # a cache that cannot be made (even as root): open still works
+    monkeypatch.setenv("MIRAI_CACHE", str(tmp_path / "not_a_folder"))
+    before = listing()
+    assert len(TokenStore.open(out)) == 4 and listing() == before

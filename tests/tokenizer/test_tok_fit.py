@@ -128,3 +128,16 @@ def test_fit_bad_inputs(tmp_path):
         fit_tokenizer(_cfg(str(tmp_path / "one.npz"), tmp_path / "o"))
     with pytest.raises(MiraiError, match="multiple of"):
         fit_tokenizer(_cfg(str(tmp_path / "one.npz"), tmp_path / "o", image_size=15))
+
+
+def test_a_diverged_fit_stops_at_the_next_read_naming_the_first_bad_step(npz, tmp_path):
+    """The NaN guard keeps its flag on the device (no host read per step): the fit stops at the next log step,
+    names the first non-finite step, and writes no checkpoint or tokenizer from the poisoned weights."""
+    from mirai_cli.errors import TrainingDiverged
+
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged, match="non-finite at step 2; no checkpoint was written yet"):
+        fit_tokenizer(_cfg(npz, out, steps=8, lr=1e20, grad_clip=0.0, log_every=4, checkpoint_every=4),
+                      log=lambda m: None)
+    assert not (out / "checkpoints" / "last.pt").exists() and not (out / "tokenizer.pt").exists()
+    assert not (out / "fit_log.jsonl").exists()  # no log line of the poisoned steps either

@@ -126,10 +126,11 @@ def check_variants(variants: Sequence[Variant], root: Path) -> None:
     for v in variants:
         cfg = v.config
         assert cfg is not None
-        source, tokenizer = {"data.source": cfg.data.source}, {"tokenizer.checkpoint": tokenizer_location(cfg)}
+        tokenizer_file = tokenizer_location(cfg)
+        source, tokenizer = {"data.source": cfg.data.source}, {"tokenizer.checkpoint": tokenizer_file}
         check_not_an_input(root, {**source, **tokenizer, "data.store": cfg.data.store,
                                   "data.val_store": validation_store_path(cfg), "eval.reference": cfg.eval.reference})
-        check_not_an_input(tokenizer_location(cfg), source)
+        check_not_an_input(tokenizer_file, source)
         check_not_an_input(cfg.data.store, {**source, **tokenizer})
         if nothing_to_evaluate(cfg):
             raise MiraiError(f"variant {v.label}: {NOTHING_TO_EVALUATE}")

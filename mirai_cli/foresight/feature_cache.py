@@ -96,7 +96,7 @@ def build_feature_cache(
         if verdict == "complete":
             return path
         raise MiraiError(str(verdict))
-    todo = [k for k in range(num_shards) if not _shard_done(path, k, head["shape"])]
+    todo = _unfinished_shards(path, head)
     done_entries = n_entries - sum(_shard_len(k, shard_entries, n_entries) for k in todo)
     pixels = StorePixels(store, workers=1)
     for k in todo[env.rank :: env.world_size]:  # resumable per shard
@@ -120,7 +120,7 @@ def _start_cache(path: Path, head: dict[str, Any]) -> str:
                 return (f"teacher feature cache {path} was made with another encoder, weights or token store; "
                         "delete that folder to rebuild it")
             if old.get("status") == "complete":
-                damaged = [k for k in range(head["num_shards"]) if not _shard_done(path, k, head["shape"])]
+                damaged = _unfinished_shards(path, head)
                 if not damaged:
                     return "complete"
                 warn(f"teacher feature cache {path}: shard {damaged[0]:05d} cannot be read (damaged or "
@@ -132,7 +132,7 @@ def _start_cache(path: Path, head: dict[str, Any]) -> str:
         tmp.unlink(missing_ok=True)  # leftovers of a killed run
     n_entries, n_crops, hw, dim = head["shape"]
     need = sum(_shard_len(k, head["shard_entries"], n_entries)
-               for k in range(head["num_shards"]) if not _shard_done(path, k, head["shape"])) * n_crops * hw * dim * 2
+               for k in _unfinished_shards(path, head)) * n_crops * hw * dim * 2
     free = shutil.disk_usage(path).free
     if need > free:
         return (f"teacher feature cache needs {need / 2**30:.1f} GiB at {path} but {free / 2**30:.1f} GiB are free: "
@@ -199,6 +199,10 @@ def _build_shard(path: Path, k: int, pixels: StorePixels, encoder: FrozenEncoder
     save_npy(path / f"{k:05d}.npy", out)
     write_json(path / f"{k:05d}.done.json", {"shard": k, "start": start, "stop": stop}, indent=1, sort_keys=True)  # last
     return done_entries
+
+
+def _unfinished_shards(path: Path, head: dict[str, Any]) -> list[int]:
+    return [k for k in range(head["num_shards"]) if not _shard_done(path, k, head["shape"])]
 
 
 def _shard_done(path: Path, k: int, shape: list[int]) -> bool:
